@@ -1,0 +1,15 @@
+//! seqc-compiler: the `.seq` language from source text to checked model.
+//!
+//! Stages, each in its own module:
+//! - [`syntax`]: logos lexer, lalrpop grammar, AST with spans, canonical printer;
+//! - [`sema`]: names, layer instantiation, shapes, index extents, causality, scans,
+//!   weights: the checked model;
+//! - [`diag`]: diagnostics with stable codes and their renderer;
+//! - [`driver`]: the pipeline shared by the command line and the tests.
+
+pub mod diag;
+pub mod driver;
+pub mod limits;
+pub mod prelude;
+pub mod sema;
+pub mod syntax;

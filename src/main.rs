@@ -1,0 +1,273 @@
+//! `seqc`: the command line. Thin: argument handling and printing; the work is in
+//! `seqc_compiler::driver`.
+//!
+//! Exit status: 0 success, 1 an error in the user's input (with a diagnostic),
+//! 2 a usage error.
+
+use clap::{Parser, Subcommand, ValueEnum};
+use seqc_compiler::diag::{self, ColorChoice, Diagnostic};
+use seqc_compiler::driver::Session;
+use seqc_compiler::sema::{Checked, CheckedModel};
+use seqc_compiler::syntax;
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(name = "seqc", version, about = "Compiler and runtime for sequence-model kernels")]
+struct Cli {
+    /// How diagnostics are printed.
+    #[arg(long, global = true, value_enum, default_value_t = MessageFormat::Human)]
+    message_format: MessageFormat,
+    /// Colour in diagnostics.
+    #[arg(long, global = true, value_enum, default_value_t = Color::Auto)]
+    color: Color,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum MessageFormat {
+    Human,
+    Json,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Color {
+    Auto,
+    Always,
+    Never,
+}
+
+#[derive(Clone, Copy, ValueEnum, PartialEq)]
+enum Target {
+    Cpu,
+    Ptx,
+    Mlir,
+}
+
+#[derive(Clone, Copy, ValueEnum, PartialEq)]
+enum Emit {
+    Ast,
+    Graph,
+    Kernel,
+    Clif,
+    Llvm,
+    Ptx,
+    Mlir,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Check .seq files: syntax, names, shapes, causality, scans, weights.
+    Check {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// Print the checkpoint tensors the model expects (names, shapes, dtypes).
+        #[arg(long)]
+        weights: bool,
+        /// Override config values: `d_model=256,n_layer=2`.
+        #[arg(long, default_value = "")]
+        config: String,
+    },
+    /// Compile a model.
+    Compile {
+        file: PathBuf,
+        #[arg(long, value_enum, default_value_t = Target::Cpu)]
+        target: Target,
+        /// What to print instead of writing an artifact.
+        #[arg(long, value_enum)]
+        emit: Option<Emit>,
+        #[arg(long, default_value = "")]
+        config: String,
+        #[arg(short = 'o', long)]
+        output: Option<PathBuf>,
+    },
+    /// Print a file in canonical formatting.
+    Fmt {
+        file: PathBuf,
+        /// Print nothing; exit 1 if the file is not formatted.
+        #[arg(long)]
+        check: bool,
+    },
+}
+
+/// A failure already reported to the user.
+struct Reported;
+
+struct Printer {
+    format: MessageFormat,
+    color: ColorChoice,
+}
+
+impl Printer {
+    fn diagnostics(&self, session: &Session, diags: &[Diagnostic]) {
+        let text = match self.format {
+            MessageFormat::Human => diag::render_text(&session.sources, diags, self.color),
+            MessageFormat::Json => diag::render_json(&session.sources, diags),
+        };
+        let mut err = std::io::stderr().lock();
+        let _ = err.write_all(text.as_bytes());
+        if matches!(self.format, MessageFormat::Human) && !diags.is_empty() {
+            let n = diags.len();
+            let _ = writeln!(err, "error: {} error{} found", n, if n == 1 { "" } else { "s" });
+        }
+    }
+}
+
+fn read(path: &Path) -> Result<Vec<u8>, Reported> {
+    std::fs::read(path).map_err(|e| {
+        eprintln!("error: cannot read `{}`: {e}", path.display());
+        Reported
+    })
+}
+
+fn session(path: &Path, printer: &Printer) -> Result<Session, Reported> {
+    let bytes = read(path)?;
+    let (session, ok) = Session::new(&path.display().to_string(), &bytes);
+    if let Err(diags) = ok {
+        printer.diagnostics(&session, &diags);
+        return Err(Reported);
+    }
+    Ok(session)
+}
+
+fn check_one(path: &Path, config: &str, printer: &Printer) -> Result<(Session, Checked), Reported> {
+    let mut s = session(path, printer)?;
+    match s.check(config) {
+        Ok(c) => Ok((s, c)),
+        Err(diags) => {
+            printer.diagnostics(&s, &diags);
+            Err(Reported)
+        }
+    }
+}
+
+fn parameters(m: &CheckedModel) -> i128 {
+    m.weights.iter().map(|w| w.shape.iter().map(|&d| d as i128).product::<i128>()).sum()
+}
+
+fn print_weights(m: &CheckedModel, printer: &Printer) {
+    if matches!(printer.format, MessageFormat::Json) {
+        let rows: Vec<serde_json::Value> = m
+            .weights
+            .iter()
+            .map(|w| serde_json::json!({"name": w.name, "shape": w.shape, "dtype": w.dtype.name(), "init": w.init.describe()}))
+            .collect();
+        println!("{}", serde_json::Value::Array(rows));
+        return;
+    }
+    let shape = |s: &[i64]| format!("[{}]", s.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(", "));
+    let name_w = m.weights.iter().map(|w| w.name.len()).max().unwrap_or(4).max(4);
+    let shape_w = m.weights.iter().map(|w| shape(&w.shape).len()).max().unwrap_or(5).max(5);
+    let mut out = String::new();
+    out.push_str(&format!("{:name_w$}  {:shape_w$}  dtype  init\n", "name", "shape"));
+    for w in &m.weights {
+        out.push_str(&format!("{:name_w$}  {:shape_w$}  {:5}  {}\n", w.name, shape(&w.shape), w.dtype.name(), w.init.describe()));
+    }
+    out.push_str(&format!("{} tensors, {} parameters\n", m.weights.len(), parameters(m)));
+    print!("{out}");
+}
+
+fn run(cli: Cli) -> Result<(), Reported> {
+    let color = match cli.color {
+        Color::Always => ColorChoice::Auto,
+        Color::Never => ColorChoice::Never,
+        Color::Auto if std::io::stderr().is_terminal() => ColorChoice::Auto,
+        Color::Auto => ColorChoice::Never,
+    };
+    let printer = Printer { format: cli.message_format, color };
+    match cli.command {
+        Command::Check { files, weights, config } => {
+            let mut failed = false;
+            for f in &files {
+                match check_one(f, &config, &printer) {
+                    Ok((_, Checked::Model(m))) if weights => print_weights(&m, &printer),
+                    Ok((_, Checked::Model(m))) => eprintln!(
+                        "checked {}: model `{}`, {} input{}, {} output{}, {} weight tensors, {} parameters",
+                        f.display(),
+                        m.name,
+                        m.inputs.len(),
+                        if m.inputs.len() == 1 { "" } else { "s" },
+                        m.outputs.len(),
+                        if m.outputs.len() == 1 { "" } else { "s" },
+                        m.weights.len(),
+                        parameters(&m)
+                    ),
+                    Ok((_, Checked::Layers(names))) => {
+                        if weights {
+                            eprintln!("error: `{}` has no model, so no weights", f.display());
+                            failed = true;
+                        } else {
+                            eprintln!("checked {}: layers {}", f.display(), names.join(", "));
+                        }
+                    }
+                    Err(Reported) => failed = true,
+                }
+            }
+            if failed {
+                Err(Reported)
+            } else {
+                Ok(())
+            }
+        }
+        Command::Compile { file, target, emit, config, output } => {
+            let _ = (target, output);
+            match emit {
+                Some(Emit::Ast) => {
+                    let s = session(&file, &printer)?;
+                    match s.parse() {
+                        Ok(ast) => {
+                            print!("{}", syntax::tree::dump(&ast, s.sources.get(s.file)));
+                            Ok(())
+                        }
+                        Err(diags) => {
+                            printer.diagnostics(&s, &diags);
+                            Err(Reported)
+                        }
+                    }
+                }
+                _ => {
+                    // Checking comes first so that errors in the model are reported.
+                    check_one(&file, &config, &printer)?;
+                    eprintln!("error: code generation is not built yet; only `--emit ast` is available");
+                    Err(Reported)
+                }
+            }
+        }
+        Command::Fmt { file, check } => {
+            let s = session(&file, &printer)?;
+            let ast = match s.parse() {
+                Ok(a) => a,
+                Err(diags) => {
+                    printer.diagnostics(&s, &diags);
+                    return Err(Reported);
+                }
+            };
+            let formatted = syntax::print::print_file(&ast, s.text());
+            if check {
+                if formatted != s.text() {
+                    eprintln!("{} is not formatted; run `seqc fmt {}`", file.display(), file.display());
+                    return Err(Reported);
+                }
+            } else {
+                print!("{formatted}");
+            }
+            Ok(())
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    // Deeply nested input is refused by limits, but the checker recurses: give it room.
+    let worker = std::thread::Builder::new().stack_size(256 << 20).spawn(move || run(cli));
+    match worker.map(|h| h.join()) {
+        Ok(Ok(Ok(()))) => ExitCode::SUCCESS,
+        Ok(Ok(Err(Reported))) => ExitCode::from(1),
+        _ => {
+            eprintln!("error: internal compiler error; please report it with the input that caused it");
+            ExitCode::from(101)
+        }
+    }
+}
