@@ -20,6 +20,8 @@ pub(crate) struct Frame {
     pub outputs: HashMap<String, (TensorTy, Span, Option<Span>)>,
     /// Whether `return` is allowed (a layer forward).
     pub is_layer: bool,
+    /// States of finished scans, to explain why they are not visible.
+    pub expired_states: Vec<String>,
 }
 
 impl Frame {
@@ -76,8 +78,13 @@ pub(crate) fn model_forward(
         vars: vec![inputs.into_iter().map(|(n, t)| (n, Value::Tensor(t))).collect()],
         outputs: outputs.iter().map(|(io, ty)| (io.name.name.clone(), (ty.clone(), io.name.span, None))).collect(),
         is_layer: false,
+        expired_states: Vec::new(),
     };
+    let before = cx.diags.len();
     stmts(cx, &mut frame, &f.body);
+    if cx.diags.len() > before {
+        return; // an output may be missing because of those errors
+    }
     let mut missing: Vec<_> = frame.outputs.iter().filter(|(_, (_, _, a))| a.is_none()).collect();
     missing.sort_by_key(|(_, (_, span, _))| *span);
     for (name, (_, span, _)) in missing {
@@ -108,6 +115,7 @@ pub(crate) fn check_layer_alone(cx: &mut Checker, id: InstId) {
         vars: vec![vars],
         outputs: HashMap::new(),
         is_layer: true,
+        expired_states: Vec::new(),
     };
     cx.sites.push(cx.instances[id].site);
     let ret = stmts(cx, &mut frame, &f.body);
@@ -174,6 +182,7 @@ fn check_return(cx: &mut Checker, f: &ast::ForwardDef, ret: Option<(Value, Span)
                 )
                 .with_label(ret_ty.span, "declared here"),
             );
+            return None;
         }
     }
     Some(t)
@@ -236,6 +245,7 @@ pub(crate) fn stmts(cx: &mut Checker, frame: &mut Frame, body: &[Stmt]) -> Optio
                             }
                         }
                     }
+                    Some(Value::Member(Member::Poison)) => {}
                     Some(other) => cx.report(
                         Diagnostic::error(Code::NotAGroup, "`for` needs a repeated weight group", group.span, format!("this is {}", other.describe()))
                             .with_note("a repeated group is declared as `name[count] { ... }` in a weights block"),
@@ -268,7 +278,7 @@ pub(crate) fn stmts(cx: &mut Checker, frame: &mut Frame, body: &[Stmt]) -> Optio
 }
 
 /// Marks names whose definition failed, so that uses do not report again.
-fn poison(frame: &mut Frame, names: &[ast::Ident]) {
+pub(crate) fn poison(frame: &mut Frame, names: &[ast::Ident]) {
     for n in names {
         frame.bind(&n.name, Value::Const(Const::Str("<error>".into())));
     }
@@ -310,7 +320,6 @@ fn bind_let(cx: &mut Checker, frame: &mut Frame, names: &[ast::Ident], v: Value,
 }
 
 fn assign(cx: &mut Checker, frame: &mut Frame, name: &ast::Ident, value: &Expr) {
-    let Some(v) = eval(cx, frame, value) else { return };
     if let Some((ty, decl, assigned)) = frame.outputs.get(&name.name).cloned() {
         if let Some(prev) = assigned {
             cx.report(
@@ -320,6 +329,7 @@ fn assign(cx: &mut Checker, frame: &mut Frame, name: &ast::Ident, value: &Expr) 
             return;
         }
         frame.outputs.insert(name.name.clone(), (ty.clone(), decl, Some(name.span)));
+        let Some(v) = eval(cx, frame, value) else { return };
         let Value::Tensor(t) = v else {
             cx.report(Diagnostic::error(Code::KindMismatch, format!("output `{}` must be a tensor", name.name), value.span, format!("this is {}", v.describe())));
             return;
@@ -344,6 +354,7 @@ fn assign(cx: &mut Checker, frame: &mut Frame, name: &ast::Ident, value: &Expr) 
         }
         return;
     }
+    let Some(v) = eval(cx, frame, value) else { return };
     let known = frame.vars.iter().any(|s| s.contains_key(&name.name));
     if !known {
         cx.report(
@@ -386,6 +397,7 @@ pub(crate) fn eval(cx: &mut Checker, frame: &mut Frame, e: &Expr) -> Option<Valu
         ExprKind::Name(n) => match frame.lookup(n) {
             Some(v) if is_poison(&v) => None,
             Some(Value::Member(m @ Member::Tensor(_))) => Some(member_value(cx, m)),
+            Some(Value::Member(Member::Poison)) => None,
             Some(v) => Some(v),
             None => {
                 unknown_name(cx, frame, n, e.span);
@@ -400,6 +412,7 @@ pub(crate) fn eval(cx: &mut Checker, frame: &mut Frame, e: &Expr) -> Option<Valu
                 _ => None,
             };
             match found {
+                Some(Member::Poison) => None,
                 Some(member) => Some(member_value(cx, member)),
                 None => {
                     let mut d = Diagnostic::error(
@@ -952,6 +965,9 @@ fn layer_call(cx: &mut Checker, frame: &mut Frame, id: InstId, callee: &Expr, ar
         }
         vals.push((tensor_arg(cx, frame, &a.value)?, a.value.span));
     }
+    if cx.instances[id].failed {
+        return None; // its declaration already reported why
+    }
     match cx.instances[id].kind {
         LayerKind::Builtin(b) => {
             arity(cx, b.name(), 1, vals.len(), span)?;
@@ -1036,6 +1052,7 @@ fn layer_call(cx: &mut Checker, frame: &mut Frame, id: InstId, callee: &Expr, ar
                 vars: vec![vars],
                 outputs: HashMap::new(),
                 is_layer: true,
+                expired_states: Vec::new(),
             };
             cx.sites.push(cx.instances[id].site);
             let ret = stmts(cx, &mut inner, &f.body);

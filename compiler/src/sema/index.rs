@@ -212,7 +212,7 @@ impl<'w, 'a> Walk<'w, 'a> {
                 if self.find(n).is_some() {
                     return Scalar::default();
                 }
-                match self.lookup_value(n, e.span) {
+                match self.lookup_value(n, e.span, true) {
                     Some(Value::Const(Const::Bool(_))) => Scalar { is_bool: true, ..Default::default() },
                     Some(Value::Const(Const::Int(_) | Const::Float(_))) | Some(Value::Dim(Dim::Known(_))) => Scalar::default(),
                     Some(Value::Tensor(t)) if t.ty.shape.is_empty() => {
@@ -348,7 +348,7 @@ impl<'w, 'a> Walk<'w, 'a> {
         }
     }
 
-    fn lookup_value(&mut self, n: &str, span: Span) -> Option<Value> {
+    fn lookup_value(&mut self, n: &str, span: Span, as_index: bool) -> Option<Value> {
         match self.frame.lookup(n) {
             Some(Value::Member(m @ Member::Tensor(_))) => Some(forward::member_value(self.cx, m)),
             Some(Value::Const(Const::Str(s))) if s == "<error>" => {
@@ -358,10 +358,9 @@ impl<'w, 'a> Walk<'w, 'a> {
             Some(v) => Some(v),
             None => {
                 let mut d = Diagnostic::error(Code::UnknownName, format!("unknown name `{n}`"), span, "not an index or a name in scope");
-                if self.states.is_some_and(|_| false) {
-                    d = d.with_note("states are only visible inside their scan");
-                }
-                if n.len() <= 2 && n.chars().all(|c| c.is_ascii_lowercase()) {
+                if self.frame.expired_states.iter().any(|s| s == n) {
+                    d = d.with_note(format!("`{n}` is a scan state: states are only visible inside their scan"));
+                } else if as_index && n.len() <= 2 && n.chars().all(|c| c.is_ascii_lowercase()) {
                     d = Diagnostic::error(Code::UnboundIndex, format!("index `{n}` is not bound"), span, "no left side or reduction binds it")
                         .with_help(format!("bind it on the left of the definition or in a reduction: `sum[{n}] ...`"));
                 }
@@ -467,7 +466,7 @@ impl<'w, 'a> Walk<'w, 'a> {
                 self.error(Diagnostic::error(Code::KindMismatch, format!("`{n}` is an index, not a tensor"), base.span, "cannot be indexed"));
                 return Scalar::default();
             }
-            Some(n) => match self.lookup_value(n, base.span) {
+            Some(n) => match self.lookup_value(n, base.span, false) {
                 Some(Value::Tensor(t)) => t,
                 Some(v) => {
                     self.error(Diagnostic::error(Code::KindMismatch, format!("`{n}` is not a tensor"), base.span, format!("this is {}", v.describe())));
@@ -540,7 +539,7 @@ impl<'w, 'a> Walk<'w, 'a> {
                 if let Some(id) = self.find(n) {
                     return Form { terms: vec![(id, 1)], c: 0, exact: true, valid: true };
                 }
-                match self.lookup_value(n, e.span) {
+                match self.lookup_value(n, e.span, true) {
                     Some(Value::Const(Const::Int(v))) => Form::constant(v),
                     Some(Value::Dim(Dim::Known(v))) => Form::constant(v),
                     Some(Value::Dim(Dim::Sym(s))) => Form { terms: Vec::new(), c: 0, exact: s.as_ref() != super::types::SEQ, valid: true },
@@ -745,7 +744,7 @@ pub(crate) fn define(
         if left.iter().any(|&id: &usize| w.vars[id].name == b.name.name) {
             w.error(Diagnostic::error(Code::RepeatedIndex, format!("index `{}` appears twice on the left", b.name.name), b.name.span, "repeated")
                 .with_note("each index appears at most once on the left of a definition"));
-            continue;
+            return None;
         }
         left.push(w.push_var(&b.name, Kind::Left, ext));
     }
@@ -793,6 +792,9 @@ pub(crate) fn define(
 
 /// The extents of the left indices, each required.
 fn left_shape(w: &mut Walk, left: &[usize]) -> Option<Shape> {
+    if !w.ok {
+        return None; // an index that indexed nothing may be the victim of that error
+    }
     let mut shape = Vec::new();
     for &id in left {
         match w.vars[id].extent.clone() {
@@ -801,7 +803,7 @@ fn left_shape(w: &mut Walk, left: &[usize]) -> Option<Shape> {
                 let (name, span) = (w.vars[id].name.clone(), w.vars[id].span);
                 w.error(
                     Diagnostic::error(Code::UnknownExtent, format!("cannot infer the extent of `{name}`"), span, "indexes no dimension directly")
-                        .with_help(format!("annotate it: `{name} in L`")),
+                        .with_help(format!("give its extent: `{name} in D` for a dimension `D`")),
                 );
             }
         }
@@ -818,6 +820,7 @@ pub(crate) fn check_init(cx: &mut Checker, extents: &[(String, Dim)], indices: &
         vars: Vec::new(),
         outputs: HashMap::new(),
         is_layer: false,
+        expired_states: Vec::new(),
     };
     let mut w = Walk::new(cx, &mut frame);
     w.init_mode = true;
@@ -833,6 +836,22 @@ pub(crate) fn check_init(cx: &mut Checker, extents: &[(String, Dim)], indices: &
 
 /// `scan l in L { state ...; updates; outputs }`
 pub(crate) fn scan(cx: &mut Checker, frame: &mut Frame, index: &Ident, dim_expr: &Expr, body: &[Stmt], span: Span) {
+    // Names the scan defines, poisoned while it fails so later uses stay quiet.
+    let state_names: Vec<&str> = body
+        .iter()
+        .filter_map(|s| match &s.kind {
+            StmtKind::State { name, .. } => Some(name.name.as_str()),
+            _ => None,
+        })
+        .collect();
+    let output_names: Vec<Ident> = body
+        .iter()
+        .filter_map(|s| match &s.kind {
+            StmtKind::IndexedAssign { name, .. } if !state_names.contains(&name.name.as_str()) => Some(name.clone()),
+            _ => None,
+        })
+        .collect();
+    forward::poison(frame, &output_names);
     let dim = match &dim_expr.kind {
         ExprKind::Name(n) if frame.lookup(n).is_none() => {
             let mut dims: Vec<&String> = frame.dims.keys().collect();
@@ -912,6 +931,7 @@ pub(crate) fn scan(cx: &mut Checker, frame: &mut Frame, index: &Ident, dim_expr:
     }
 
     // Pass 2: the real checks.
+    let errors_before = cx.diags.len();
     let mut taint: TaintRef = None;
     for u in &updates {
         let StmtKind::IndexedAssign { name, indices, value, cond } = &u.kind else { continue };
@@ -973,6 +993,9 @@ pub(crate) fn scan(cx: &mut Checker, frame: &mut Frame, index: &Ident, dim_expr:
             Some(v) => cx.report(Diagnostic::error(Code::StateInit, "a state starts from a constant or a tensor", st.init.span, format!("this is {}", v.describe()))),
         }
     }
+    if cx.diags.len() > errors_before {
+        return; // outputs read the states, which are in error
+    }
     let mut bound = Vec::new();
     for o in &outputs {
         let StmtKind::IndexedAssign { name, indices, value, cond } = &o.kind else { continue };
@@ -999,6 +1022,7 @@ pub(crate) fn scan(cx: &mut Checker, frame: &mut Frame, index: &Ident, dim_expr:
         }
     }
     let _ = span;
+    frame.expired_states.extend(states.iter().map(|st| st.name.name.clone()));
     for (n, t) in bound {
         if let Some(top) = frame.vars.last_mut() {
             top.insert(n, Value::Tensor(t));

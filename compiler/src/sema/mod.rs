@@ -103,6 +103,8 @@ type ScopeId = usize;
 /// What a declared name in a weights block or layer stands for.
 #[derive(Clone, Debug)]
 pub(crate) enum Member {
+    /// A declaration that failed; uses of it report nothing more.
+    Poison,
     Tensor(usize),
     Layer(InstId),
     Scope(ScopeId),
@@ -118,6 +120,8 @@ pub(crate) enum LayerKind<'a> {
 /// One instantiated layer: its constants and its members.
 pub(crate) struct Instance<'a> {
     pub kind: LayerKind<'a>,
+    /// Whether instantiating it raised errors; its forward is then not checked.
+    pub failed: bool,
     pub consts: HashMap<String, Const>,
     pub members: HashMap<String, Member>,
     pub site: Span,
@@ -157,6 +161,7 @@ impl Value {
             Value::Member(Member::Tensor(_)) => "a weight".into(),
             Value::Member(Member::Scope(_)) => "a weight group".into(),
             Value::Member(Member::Group(_)) => "a repeated weight group".into(),
+            Value::Member(Member::Poison) => "an invalid declaration".into(),
         }
     }
 }
@@ -476,10 +481,23 @@ impl<'a> Checker<'a> {
             if self.aborted {
                 return;
             }
+            let declared = match entry {
+                WeightEntry::Decl(d) => &d.name,
+                WeightEntry::Group { name, .. } => name,
+            };
+            if self.scopes[scope].contains_key(&declared.name) {
+                self.report(Diagnostic::error(
+                    Code::Duplicate,
+                    format!("`{}` is declared twice", declared.name),
+                    declared.span,
+                    "second declaration",
+                ));
+                continue;
+            }
             let (name, member) = match entry {
                 WeightEntry::Decl(d) => {
                     let path = join(prefix, &d.name.name);
-                    let Some(member) = self.weight_decl(d, &path, env) else { continue };
+                    let member = self.weight_decl(d, &path, env).unwrap_or(Member::Poison);
                     (&d.name, member)
                 }
                 WeightEntry::Group { name, count, entries, span } => {
@@ -500,6 +518,7 @@ impl<'a> Checker<'a> {
                                         c.span,
                                         "negative count",
                                     ));
+                                    self.scopes[scope].insert(name.name.clone(), Member::Poison);
                                     continue;
                                 }
                                 Ok(Const::Int(n)) => {
@@ -512,14 +531,17 @@ impl<'a> Checker<'a> {
                                         )
                                         .with_label(*span, "this group"),
                                     );
+                                    self.scopes[scope].insert(name.name.clone(), Member::Poison);
                                     continue;
                                 }
                                 Ok(v) => {
                                     self.report(consts::type_error(c.span, "int", &v));
+                                    self.scopes[scope].insert(name.name.clone(), Member::Poison);
                                     continue;
                                 }
                                 Err(d) => {
                                     self.report(d);
+                                    self.scopes[scope].insert(name.name.clone(), Member::Poison);
                                     continue;
                                 }
                             };
@@ -538,14 +560,7 @@ impl<'a> Checker<'a> {
                     (name, member)
                 }
             };
-            if self.scopes[scope].insert(name.name.clone(), member).is_some() {
-                self.report(Diagnostic::error(
-                    Code::Duplicate,
-                    format!("`{}` is declared twice in this block", name.name),
-                    name.span,
-                    "second declaration",
-                ));
-            }
+            self.scopes[scope].insert(name.name.clone(), member);
         }
     }
 
@@ -771,7 +786,8 @@ impl<'a> Checker<'a> {
         let lookup = |n: &str| env.get(n).cloned();
         let consts = self.bind_params(kind, call, &lookup)?;
         let id = self.instances.len();
-        self.instances.push(Instance { kind, consts, members: HashMap::new(), site: call.span });
+        self.instances.push(Instance { kind, failed: false, consts, members: HashMap::new(), site: call.span });
+        let errors_before = self.diags.len();
         self.sites.push(call.span);
         match kind {
             LayerKind::Builtin(b) => {
@@ -811,7 +827,11 @@ impl<'a> Checker<'a> {
                                 Ok(v) => {
                                     consts.insert(c.name.name.clone(), v);
                                 }
-                                Err(d) => self.report(d),
+                                Err(d) => {
+                                    // Later members would only repeat that the constant is unknown.
+                                    self.report(d);
+                                    break;
+                                }
                             }
                         }
                         ast::LayerMember::Weight(w) => {
@@ -835,6 +855,7 @@ impl<'a> Checker<'a> {
                 self.instances[id].consts = consts;
             }
         }
+        self.instances[id].failed = self.diags.len() > errors_before;
         self.sites.pop();
         Some(id)
     }

@@ -309,8 +309,9 @@ pub struct Lexed<'a> {
 pub fn lex(file: FileId, src: &str, max_errors: usize) -> Lexed<'_> {
     let mut tokens = Vec::new();
     let mut comments = Vec::new();
-    let mut diags = Vec::new();
+    let mut diags: Vec<Diagnostic> = Vec::new();
     let mut lexer = Token::lexer(src);
+    let mut last_bad_end = None;
     while let Some(result) = lexer.next() {
         let range = lexer.span();
         match result {
@@ -319,7 +320,18 @@ pub fn lex(file: FileId, src: &str, max_errors: usize) -> Lexed<'_> {
                 text: src[range.clone()].trim_end().to_string(),
             }),
             Ok(tok) => tokens.push((range.start, tok, range.end)),
+            Err(LexError::UnexpectedChar) if last_bad_end == Some(range.start) => {
+                // A run of characters that start no token is one error.
+                last_bad_end = Some(range.end);
+                if let Some(d) = diags.last_mut() {
+                    let span = &mut d.labels[0].span;
+                    span.end = range.end as u32;
+                    let run = &src[span.start as usize..span.end as usize];
+                    d.message = format!("unexpected characters `{}`", run.escape_default());
+                }
+            }
             Err(err) => {
+                last_bad_end = (err == LexError::UnexpectedChar).then_some(range.end);
                 diags.push(lex_error(file, src, range, err));
                 if diags.len() >= max_errors {
                     break;

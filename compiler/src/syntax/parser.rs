@@ -74,10 +74,18 @@ pub fn parse(file: FileId, src: &str) -> (File, Vec<Diagnostic>) {
         diags.push(d);
         return (File::default(), diags);
     }
+    // A token the lexer dropped confuses the parser just after it: report parse
+    // errors only before the first lexical error.
+    let lex_cut = diags.iter().map(|d| d.primary_span().start as usize).min().unwrap_or(usize::MAX);
+    let keep = |d: Diagnostic, diags: &mut Vec<Diagnostic>| {
+        if (d.primary_span().start as usize) < lex_cut {
+            diags.push(d);
+        }
+    };
     let mut recovered = Vec::new();
     let result = grammar::FileParser::new().parse(file, &mut recovered, tokens.into_iter().map(Ok::<_, UserError>));
     for r in recovered {
-        diags.push(parse_error(file, src, r.error));
+        keep(parse_error(file, src, r.error), &mut diags);
     }
     match result {
         Ok(mut ast) => {
@@ -93,7 +101,7 @@ pub fn parse(file: FileId, src: &str) -> (File, Vec<Diagnostic>) {
             (ast, diags)
         }
         Err(e) => {
-            diags.push(parse_error(file, src, e));
+            keep(parse_error(file, src, e), &mut diags);
             (File::default(), diags)
         }
     }
@@ -146,7 +154,20 @@ fn check_nesting(file: FileId, tokens: &[lexer::Spanned<'_>]) -> Option<Diagnost
     None
 }
 
+const SOFT_KEYWORDS: &[&str] =
+    &["\"model\"", "\"layer\"", "\"config\"", "\"input\"", "\"output\"", "\"weights\"", "\"weight\"", "\"forward\"", "\"state\"", "\"init\""];
+
 fn describe_expected(expected: &[String]) -> String {
+    let has = |t: &str| expected.iter().any(|e| e == t);
+    if has("Int") && has("Float") && has("\"(\"") {
+        return "expected an expression".to_string();
+    }
+    // Soft keywords are names wherever an identifier is: say "identifier" once.
+    let expected: Vec<String> = if has("Ident") {
+        expected.iter().filter(|e| !SOFT_KEYWORDS.contains(&e.as_str())).cloned().collect()
+    } else {
+        expected.to_vec()
+    };
     let mut names: Vec<String> = expected
         .iter()
         .map(|e| match e.as_str() {
