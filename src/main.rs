@@ -6,7 +6,7 @@
 
 use clap::{Parser, Subcommand, ValueEnum};
 use seqc_compiler::diag::{self, ColorChoice, Diagnostic};
-use seqc_compiler::driver::Session;
+use seqc_compiler::driver::{self, Session};
 use seqc_compiler::sema::{Checked, CheckedModel};
 use seqc_compiler::syntax;
 use std::io::{IsTerminal, Write};
@@ -143,10 +143,6 @@ fn check_one(path: &Path, config: &str, printer: &Printer) -> Result<(Session, C
     }
 }
 
-fn parameters(m: &CheckedModel) -> i128 {
-    m.weights.iter().map(|w| w.shape.iter().map(|&d| d as i128).product::<i128>()).sum()
-}
-
 fn print_weights(m: &CheckedModel, printer: &Printer) {
     if matches!(printer.format, MessageFormat::Json) {
         let rows: Vec<serde_json::Value> = m
@@ -155,18 +151,9 @@ fn print_weights(m: &CheckedModel, printer: &Printer) {
             .map(|w| serde_json::json!({"name": w.name, "shape": w.shape, "dtype": w.dtype.name(), "init": w.init.describe()}))
             .collect();
         println!("{}", serde_json::Value::Array(rows));
-        return;
+    } else {
+        print!("{}", driver::weight_table(m));
     }
-    let shape = |s: &[i64]| format!("[{}]", s.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(", "));
-    let name_w = m.weights.iter().map(|w| w.name.len()).max().unwrap_or(4).max(4);
-    let shape_w = m.weights.iter().map(|w| shape(&w.shape).len()).max().unwrap_or(5).max(5);
-    let mut out = String::new();
-    out.push_str(&format!("{:name_w$}  {:shape_w$}  dtype  init\n", "name", "shape"));
-    for w in &m.weights {
-        out.push_str(&format!("{:name_w$}  {:shape_w$}  {:5}  {}\n", w.name, shape(&w.shape), w.dtype.name(), w.init.describe()));
-    }
-    out.push_str(&format!("{} tensors, {} parameters\n", m.weights.len(), parameters(m)));
-    print!("{out}");
 }
 
 fn run(cli: Cli) -> Result<(), Reported> {
@@ -192,7 +179,7 @@ fn run(cli: Cli) -> Result<(), Reported> {
                         m.outputs.len(),
                         if m.outputs.len() == 1 { "" } else { "s" },
                         m.weights.len(),
-                        parameters(&m)
+                        driver::parameter_count(&m)
                     ),
                     Ok((_, Checked::Layers(names))) => {
                         if weights {

@@ -126,3 +126,22 @@ pub fn check_bytes(name: &str, bytes: &[u8], config: &str) -> (Session, Outcome<
     let result = ok.and_then(|_| session.check(config));
     (session, result)
 }
+
+/// The parameter count of a checked model.
+pub fn parameter_count(m: &sema::CheckedModel) -> i128 {
+    m.weights.iter().map(|w| w.shape.iter().map(|&d| d as i128).product::<i128>()).sum()
+}
+
+/// The table `seqc check --weights` prints: every checkpoint tensor the model
+/// expects, with its shape, dtype and initialiser.
+pub fn weight_table(m: &sema::CheckedModel) -> String {
+    let shape = |s: &[i64]| format!("[{}]", s.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(", "));
+    let name_w = m.weights.iter().map(|w| w.name.len()).max().unwrap_or(4).max(4);
+    let shape_w = m.weights.iter().map(|w| shape(&w.shape).len()).max().unwrap_or(5).max(5);
+    let mut out = format!("{:name_w$}  {:shape_w$}  dtype  init\n", "name", "shape");
+    for w in &m.weights {
+        out.push_str(&format!("{:name_w$}  {:shape_w$}  {:5}  {}\n", w.name, shape(&w.shape), w.dtype.name(), w.init.describe()));
+    }
+    out.push_str(&format!("{} tensors, {} parameters\n", m.weights.len(), parameter_count(m)));
+    out
+}

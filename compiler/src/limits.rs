@@ -10,6 +10,6 @@ pub const MAX_SOURCE_BYTES: usize = 16 << 20;
 /// Repetitions of one weight group (`layers[n]`).
 pub const MAX_GROUP_COUNT: i64 = 4096;
 /// Layer instances in one model, all groups unrolled.
-pub const MAX_INSTANCES: usize = 100_000;
+pub const MAX_INSTANCES: usize = 20_000;
 /// Elements in any tensor whose size the config fixes (2^36, 256 GiB of f32).
 pub const MAX_TENSOR_ELEMENTS: i128 = 1 << 36;

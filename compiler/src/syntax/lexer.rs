@@ -327,7 +327,8 @@ pub fn lex(file: FileId, src: &str, max_errors: usize) -> Lexed<'_> {
                     let span = &mut d.labels[0].span;
                     span.end = range.end as u32;
                     let run = &src[span.start as usize..span.end as usize];
-                    d.message = format!("unexpected characters `{}`", run.escape_default());
+                    d.message = format!("unexpected characters {}", show_chars(run));
+                    d.labels[0].message = "no token starts with these characters".into();
                 }
             }
             Err(err) => {
@@ -342,12 +343,21 @@ pub fn lex(file: FileId, src: &str, max_errors: usize) -> Lexed<'_> {
     Lexed { tokens, comments, diags }
 }
 
+/// Characters as a user can read them: control characters by code point.
+fn show_chars(run: &str) -> String {
+    if run.chars().any(|c| c.is_control() || c == '\u{feff}') {
+        run.chars().map(|c| format!("U+{:04X}", c as u32)).collect::<Vec<_>>().join(" ")
+    } else {
+        format!("`{run}`")
+    }
+}
+
 fn lex_error(file: FileId, src: &str, range: std::ops::Range<usize>, err: LexError) -> Diagnostic {
     let span = Span::new(file, range.start, range.end);
     match err {
         LexError::UnexpectedChar => {
             let c = src[range.start..].chars().next().unwrap_or('\0');
-            let shown = if c.is_control() || c == '\u{feff}' { format!("U+{:04X}", c as u32) } else { format!("`{c}`") };
+            let shown = show_chars(&c.to_string());
             let mut d = Diagnostic::error(
                 Code::UnexpectedChar,
                 format!("unexpected character {shown}"),

@@ -223,7 +223,7 @@ fn parse_error(file: FileId, src: &str, err: ParseError<usize, Token<'_>, UserEr
             UserError::TooDeep(span) => Diagnostic::error(
                 Code::NestingTooDeep,
                 format!("expression nested more than {} deep", limits::MAX_EXPR_DEPTH),
-                span,
+                Span { end: span.start + 1, ..span },
                 "this expression is too deep",
             )
             .with_help("split the expression with `let`"),

@@ -9,7 +9,15 @@ use crate::syntax::ast::*;
 
 /// Prints a file in canonical form.
 pub fn print_file(file: &File, src: &str) -> String {
-    let mut p = Printer { out: String::new(), indent: 0, comments: &file.comments, next_comment: 0, src, last_end: 0 };
+    let mut p = Printer {
+        out: String::new(),
+        indent: 0,
+        comments: &file.comments,
+        next_comment: 0,
+        src,
+        last_end: 0,
+        last_was_comment: false,
+    };
     for (i, item) in file.items.iter().enumerate() {
         if i > 0 {
             p.out.push('\n');
@@ -37,11 +45,17 @@ struct Printer<'a> {
     /// Source offset where the last printed node ended, to keep trailing comments
     /// on their line.
     last_end: usize,
+    /// Whether the last thing printed was a comment.
+    last_was_comment: bool,
 }
 
 impl Printer<'_> {
     fn line(&mut self, text: &str, start: usize, end: usize) {
         self.comments_before(start);
+        if self.last_was_comment && self.blank_between(self.last_end, start) {
+            self.blank_line();
+        }
+        self.last_was_comment = false;
         self.push_indent();
         self.out.push_str(text);
         self.out.push('\n');
@@ -72,6 +86,9 @@ impl Printer<'_> {
                 self.out.push_str(&c.text);
                 self.out.push('\n');
             } else {
+                if self.blank_between(self.last_end, start) {
+                    self.blank_line();
+                }
                 for (i, l) in c.text.lines().enumerate() {
                     if i == 0 {
                         self.push_indent();
@@ -81,6 +98,20 @@ impl Printer<'_> {
                 }
             }
             self.last_end = c.span.end as usize;
+            self.last_was_comment = true;
+        }
+    }
+
+    /// Whether the source has an empty line between two offsets.
+    fn blank_between(&self, from: usize, to: usize) -> bool {
+        let Some(gap) = self.src.get(from..to) else { return false };
+        gap.split('\n').skip(1).take(gap.matches('\n').count().saturating_sub(1)).any(|l| l.trim().is_empty())
+    }
+
+    /// One empty line, unless the output already ends with one (or is empty).
+    fn blank_line(&mut self) {
+        if !self.out.is_empty() && !self.out.ends_with("\n\n") {
+            self.out.push('\n');
         }
     }
 
