@@ -216,7 +216,19 @@ fn run(cli: Cli) -> Result<(), Reported> {
                 }
                 _ => {
                     // Checking comes first so that errors in the model are reported.
-                    check_one(&file, &config, &printer)?;
+                    let (s, checked) = check_one(&file, &config, &printer)?;
+                    if let Checked::Layers(_) = checked {
+                        let span = diag::Span::new(s.file, 0, 0);
+                        let d = Diagnostic::error(
+                            diag::Code::NoModel,
+                            "this file has no model to compile",
+                            span,
+                            "layers only",
+                        )
+                        .with_help("add a `model` that uses the layers, or run `seqc check`");
+                        printer.diagnostics(&s, &[d]);
+                        return Err(Reported);
+                    }
                     eprintln!("error: code generation is not built yet; only `--emit ast` is available");
                     Err(Reported)
                 }

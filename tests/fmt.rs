@@ -10,7 +10,11 @@ use std::path::Path;
 /// The tree without source positions.
 fn shape(file: &File) -> String {
     let src = seqc_compiler::diag::SourceFile::new("x", "");
-    tree::dump(file, &src).lines().map(|l| l.rsplit_once("  @").map(|(a, _)| a).unwrap_or(l)).collect::<Vec<_>>().join("\n")
+    tree::dump(file, &src)
+        .lines()
+        .map(|l| l.rsplit_once("  @").map(|(a, _)| a).unwrap_or(l))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 fn round_trip(name: &str, src: &str) {
@@ -82,7 +86,8 @@ fn leaf() -> impl Strategy<Value = Expr> {
     prop_oneof![
         (0i64..1_000_000).prop_map(|v| at(ExprKind::Int(v))),
         (0.0f64..1e6).prop_map(|v| at(ExprKind::Float(v))),
-        prop::sample::select(vec!["x", "h", "state", "init", "weight", "output", "B", "L"]).prop_map(|n| at(ExprKind::Name(n.into()))),
+        prop::sample::select(vec!["x", "h", "state", "init", "weight", "output", "B", "L"])
+            .prop_map(|n| at(ExprKind::Name(n.into()))),
         any::<bool>().prop_map(|b| at(ExprKind::Bool(b))),
     ]
 }
@@ -101,18 +106,34 @@ fn expr() -> impl Strategy<Value = Expr> {
             BinOp::And,
             BinOp::Or,
         ]);
-        let reduce = prop::sample::select(vec![ReduceOp::Sum, ReduceOp::Max, ReduceOp::Min, ReduceOp::Mean, ReduceOp::Softmax]);
+        let reduce =
+            prop::sample::select(vec![ReduceOp::Sum, ReduceOp::Max, ReduceOp::Min, ReduceOp::Mean, ReduceOp::Softmax]);
         prop_oneof![
-            (ops, inner.clone(), inner.clone()).prop_map(|(op, a, b)| at(ExprKind::Binary(op, Box::new(a), Box::new(b)))),
-            (prop::bool::ANY, inner.clone()).prop_map(|(neg, e)| at(ExprKind::Unary(if neg { UnOp::Neg } else { UnOp::Not }, Box::new(e)))),
-            (inner.clone(), inner.clone(), inner.clone())
-                .prop_map(|(c, a, b)| at(ExprKind::If { cond: Box::new(c), then: Box::new(a), otherwise: Box::new(b) })),
-            (reduce, inner.clone()).prop_map(|(op, body)| at(ExprKind::Reduce { op, indices: vec![ident("n")], body: Box::new(body) })),
-            (prop::sample::select(vec!["exp", "f", "max"]), prop::collection::vec(inner.clone(), 0..3)).prop_map(|(f, args)| at(ExprKind::Call {
-                callee: Box::new(at(ExprKind::Name(f.into()))),
-                args: args.into_iter().map(|value| Arg { name: None, value }).collect()
+            (ops, inner.clone(), inner.clone()).prop_map(|(op, a, b)| at(ExprKind::Binary(
+                op,
+                Box::new(a),
+                Box::new(b)
+            ))),
+            (prop::bool::ANY, inner.clone())
+                .prop_map(|(neg, e)| at(ExprKind::Unary(if neg { UnOp::Neg } else { UnOp::Not }, Box::new(e)))),
+            (inner.clone(), inner.clone(), inner.clone()).prop_map(|(c, a, b)| at(ExprKind::If {
+                cond: Box::new(c),
+                then: Box::new(a),
+                otherwise: Box::new(b)
             })),
-            (inner.clone(), prop::collection::vec(inner.clone(), 1..3)).prop_map(|(b, ix)| at(ExprKind::Index { base: Box::new(b), indices: ix })),
+            (reduce, inner.clone()).prop_map(|(op, body)| at(ExprKind::Reduce {
+                op,
+                indices: vec![ident("n")],
+                body: Box::new(body)
+            })),
+            (prop::sample::select(vec!["exp", "f", "max"]), prop::collection::vec(inner.clone(), 0..3)).prop_map(
+                |(f, args)| at(ExprKind::Call {
+                    callee: Box::new(at(ExprKind::Name(f.into()))),
+                    args: args.into_iter().map(|value| Arg { name: None, value }).collect()
+                })
+            ),
+            (inner.clone(), prop::collection::vec(inner.clone(), 1..3))
+                .prop_map(|(b, ix)| at(ExprKind::Index { base: Box::new(b), indices: ix })),
             inner.clone().prop_map(|b| at(ExprKind::Member(Box::new(b), ident("w")))),
             prop::collection::vec(inner, 0..3).prop_map(|items| at(ExprKind::List(items))),
         ]

@@ -110,7 +110,8 @@ fn mamba_uses_state_spaces_names() {
 /// Hugging Face Llama names, as candle-transformers' Llama reads them.
 #[test]
 fn transformer_uses_hugging_face_names() {
-    let w = weights_of("dsl-examples/transformer.seq", "d_model=64,n_layer=1,n_heads=4,n_kv_heads=2,d_ff=128,vocab=100");
+    let w =
+        weights_of("dsl-examples/transformer.seq", "d_model=64,n_layer=1,n_heads=4,n_kv_heads=2,d_ff=128,vocab=100");
     let names: Vec<&str> = w.iter().map(|(n, _)| n.as_str()).collect();
     assert_eq!(
         names,
@@ -166,5 +167,14 @@ fn prelude_layers_check_with_small_configs() {
         if let Err(d) = result {
             panic!("{call}:\n{}", render_text(&session.sources, &d, ColorChoice::Never));
         }
+    }
+}
+
+#[test]
+fn every_code_is_documented() {
+    let doc = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/language.md")).unwrap();
+    for code in seqc_compiler::diag::Code::ALL {
+        let row = format!("| {code} | {} |", code.summary());
+        assert!(doc.contains(&row), "docs/language.md lacks the row `{row}`");
     }
 }

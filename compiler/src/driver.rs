@@ -11,7 +11,7 @@ use crate::{limits, prelude};
 /// `--config` text when given (so its errors can be underlined too).
 pub struct Session {
     pub sources: SourceMap,
-    pub prelude: ast::File,
+    pub prelude: &'static ast::File,
     pub file: FileId,
 }
 
@@ -23,7 +23,8 @@ impl Session {
     pub fn new(name: &str, bytes: &[u8]) -> (Session, Outcome<()>) {
         let mut sources = SourceMap::default();
         let prelude_id = sources.add(SourceFile::new(prelude::FILE_NAME, prelude::SOURCE));
-        let (prelude_ast, prelude_diags) = syntax::parse(prelude_id, prelude::SOURCE);
+        debug_assert_eq!(prelude_id, prelude::PRELUDE_FILE);
+        let (prelude_ast, prelude_diags) = prelude::parsed();
         if bytes.len() > limits::MAX_SOURCE_BYTES {
             let file = sources.add(SourceFile::new(name, ""));
             let session = Session { sources, prelude: prelude_ast, file };
@@ -42,11 +43,16 @@ impl Session {
         let file = sources.add(SourceFile::new(name, text));
         let session = Session { sources, prelude: prelude_ast, file };
         if !prelude_diags.is_empty() {
-            return (session, Err(prelude_diags));
+            return (session, Err(prelude_diags.clone()));
         }
         if let Some(at) = utf8_error {
-            let d = Diagnostic::error(Code::InvalidUtf8, "the file is not valid UTF-8", Span::new(file, at, at + 1), "invalid byte here")
-                .with_note(format!("the first invalid byte is at offset {at}"));
+            let d = Diagnostic::error(
+                Code::InvalidUtf8,
+                "the file is not valid UTF-8",
+                Span::new(file, at, at + 1),
+                "invalid byte here",
+            )
+            .with_note(format!("the first invalid byte is at offset {at}"));
             return (session, Err(vec![d]));
         }
         (session, Ok(()))
@@ -83,8 +89,13 @@ impl Session {
             }
             let Some(eq) = part.find('=') else {
                 diags.push(
-                    Diagnostic::error(Code::BadConfigValue, "a config override is `key=value`", Span::new(id, start, start + part.len()), "no `=`")
-                        .with_help("write `--config d_model=256,n_layer=2`"),
+                    Diagnostic::error(
+                        Code::BadConfigValue,
+                        "a config override is `key=value`",
+                        Span::new(id, start, start + part.len()),
+                        "no `=`",
+                    )
+                    .with_help("write `--config d_model=256,n_layer=2`"),
                 );
                 continue;
             };
@@ -95,7 +106,11 @@ impl Session {
             match syntax::parse_expr(id, value_text) {
                 Ok(mut value) => {
                     value.span = value_span;
-                    out.push(ConfigOverride { key: key.to_string(), key_span: Span::new(id, key_start, key_start + key.len()), value });
+                    out.push(ConfigOverride {
+                        key: key.to_string(),
+                        key_span: Span::new(id, key_start, key_start + key.len()),
+                        value,
+                    });
                 }
                 Err(_) => diags.push(Diagnostic::error(
                     Code::BadConfigValue,
@@ -116,7 +131,7 @@ impl Session {
     pub fn check(&mut self, config: &str) -> Outcome<Checked> {
         let ast = self.parse()?;
         let overrides = self.config_overrides(config)?;
-        sema::check(&self.prelude, &ast, self.file, &overrides)
+        sema::check(self.prelude, &ast, self.file, &overrides)
     }
 }
 
@@ -140,7 +155,13 @@ pub fn weight_table(m: &sema::CheckedModel) -> String {
     let shape_w = m.weights.iter().map(|w| shape(&w.shape).len()).max().unwrap_or(5).max(5);
     let mut out = format!("{:name_w$}  {:shape_w$}  dtype  init\n", "name", "shape");
     for w in &m.weights {
-        out.push_str(&format!("{:name_w$}  {:shape_w$}  {:5}  {}\n", w.name, shape(&w.shape), w.dtype.name(), w.init.describe()));
+        out.push_str(&format!(
+            "{:name_w$}  {:shape_w$}  {:5}  {}\n",
+            w.name,
+            shape(&w.shape),
+            w.dtype.name(),
+            w.init.describe()
+        ));
     }
     out.push_str(&format!("{} tensors, {} parameters\n", m.weights.len(), parameter_count(m)));
     out

@@ -79,17 +79,11 @@ impl<'a> codespan_reporting::files::Files<'a> for SourceMap {
     type Source = &'a str;
 
     fn name(&'a self, id: FileId) -> Result<&'a str, codespan_reporting::files::Error> {
-        self.files
-            .get(id.0 as usize)
-            .map(|f| f.name.as_str())
-            .ok_or(codespan_reporting::files::Error::FileMissing)
+        self.files.get(id.0 as usize).map(|f| f.name.as_str()).ok_or(codespan_reporting::files::Error::FileMissing)
     }
 
     fn source(&'a self, id: FileId) -> Result<&'a str, codespan_reporting::files::Error> {
-        self.files
-            .get(id.0 as usize)
-            .map(|f| f.text.as_str())
-            .ok_or(codespan_reporting::files::Error::FileMissing)
+        self.files.get(id.0 as usize).map(|f| f.text.as_str()).ok_or(codespan_reporting::files::Error::FileMissing)
     }
 
     fn line_index(&'a self, id: FileId, byte_index: usize) -> Result<usize, codespan_reporting::files::Error> {
@@ -99,10 +93,10 @@ impl<'a> codespan_reporting::files::Files<'a> for SourceMap {
 
     fn line_range(&'a self, id: FileId, line_index: usize) -> Result<Range<usize>, codespan_reporting::files::Error> {
         let file = self.files.get(id.0 as usize).ok_or(codespan_reporting::files::Error::FileMissing)?;
-        let start = *file
-            .line_starts
-            .get(line_index)
-            .ok_or(codespan_reporting::files::Error::LineTooLarge { given: line_index, max: file.line_starts.len() - 1 })?;
+        let start = *file.line_starts.get(line_index).ok_or(codespan_reporting::files::Error::LineTooLarge {
+            given: line_index,
+            max: file.line_starts.len() - 1,
+        })?;
         let end = file.line_starts.get(line_index + 1).copied().unwrap_or(file.text.len());
         Ok(start..end)
     }

@@ -55,7 +55,9 @@ impl Builtin {
     pub fn params(self) -> Vec<BuiltinParam> {
         let p = |name, ty, default| BuiltinParam { name, ty, default };
         match self {
-            Builtin::Linear => vec![p("d_in", "int", None), p("d_out", "int", None), p("bias", "bool", Some(Const::Bool(true)))],
+            Builtin::Linear => {
+                vec![p("d_in", "int", None), p("d_out", "int", None), p("bias", "bool", Some(Const::Bool(true)))]
+            }
             Builtin::Embed => vec![p("n", "int", None), p("d", "int", None)],
             Builtin::RmsNorm => vec![p("d", "int", None), p("eps", "float", Some(Const::Float(1e-6)))],
             Builtin::LayerNorm => vec![p("d", "int", None), p("eps", "float", Some(Const::Float(1e-5)))],

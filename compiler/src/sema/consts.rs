@@ -122,7 +122,12 @@ fn finite(v: f64, span: Span) -> Result<Const, Diagnostic> {
     if v.is_finite() {
         Ok(Const::Float(v))
     } else {
-        Err(Diagnostic::error(Code::ConstantOverflow, "constant is not a finite number", span, "evaluates to inf or NaN"))
+        Err(Diagnostic::error(
+            Code::ConstantOverflow,
+            "constant is not a finite number",
+            span,
+            "evaluates to inf or NaN",
+        ))
     }
 }
 
@@ -193,7 +198,8 @@ fn call(name: &str, args: &[Const], span: Span) -> Result<Const, Diagnostic> {
     if let ("max" | "min", [Const::Int(x), Const::Int(y)]) = (name, args) {
         return Ok(Const::Int(if name == "max" { *x.max(y) } else { *x.min(y) }));
     }
-    let xs: Vec<f64> = args.iter().map(|a| a.as_f64().ok_or_else(|| type_error(span, "number", a))).collect::<Result<_, _>>()?;
+    let xs: Vec<f64> =
+        args.iter().map(|a| a.as_f64().ok_or_else(|| type_error(span, "number", a))).collect::<Result<_, _>>()?;
     finite(apply(name, &xs), span)
 }
 
@@ -261,5 +267,50 @@ pub fn erf(x: f64) -> f64 {
         }
         let erfc = (-ax * ax).exp() / (f * std::f64::consts::PI.sqrt());
         (1.0 - erfc).copysign(x)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::diag::FileId;
+
+    fn eval_str(src: &str) -> Result<Const, Code> {
+        let e = crate::syntax::parse_expr(FileId(0), src).map_err(|d| d[0].code)?;
+        eval(&e, &|n| (n == "d").then_some(Const::Int(768))).map_err(|d| d.code)
+    }
+
+    #[test]
+    fn integer_arithmetic_is_checked() {
+        assert_eq!(eval_str("ceil_div(d, 16)"), Ok(Const::Int(48)));
+        assert_eq!(eval_str("ceil_div(770, 16)"), Ok(Const::Int(49)));
+        assert_eq!(eval_str("floor_div(770, 16)"), Ok(Const::Int(48)));
+        assert_eq!(eval_str("d / 12"), Ok(Const::Int(64)));
+        assert_eq!(eval_str("d / 7"), Err(Code::InexactDivision));
+        assert_eq!(eval_str("d / (d - 768)"), Err(Code::DivisionByZero));
+        assert_eq!(eval_str("9223372036854775807 + 1"), Err(Code::ConstantOverflow));
+        assert_eq!(eval_str("-9223372036854775807 - 2"), Err(Code::ConstantOverflow));
+        assert_eq!(eval_str("2 * d + 1"), Ok(Const::Int(1537)));
+        assert_eq!(eval_str("d > 512 && !false"), Ok(Const::Bool(true)));
+        assert_eq!(eval_str("if d == 768 then 1.5 else 2"), Ok(Const::Float(1.5)));
+        assert_eq!(eval_str("true + 1"), Err(Code::DtypeMismatch));
+        assert_eq!(eval_str("e"), Err(Code::UnknownName));
+    }
+
+    #[test]
+    fn element_functions_match_known_values() {
+        let close = |a: f64, b: f64| (a - b).abs() <= 1e-15 * b.abs().max(1.0);
+        // erf reference values (Abramowitz and Stegun, Table 7.1, extended).
+        for (x, want) in
+            [(0.5, 0.5204998778130465), (1.0, 0.8427007929497149), (2.0, 0.9953222650189527), (3.0, 0.9999779095030014)]
+        {
+            assert!(close(erf(x), want), "erf({x}) = {}", erf(x));
+            assert!(close(erf(-x), -want));
+        }
+        // Stable softplus: no overflow for large arguments.
+        assert_eq!(apply("softplus", &[1000.0]), 1000.0);
+        assert!(close(apply("softplus", &[0.0]), std::f64::consts::LN_2));
+        assert!(apply("softplus", &[-1000.0]) >= 0.0);
+        assert!(close(apply("gelu", &[1.0]), 0.8413447460685429));
     }
 }

@@ -89,9 +89,14 @@ pub(crate) fn model_forward(
     missing.sort_by_key(|(_, (_, span, _))| *span);
     for (name, (_, span, _)) in missing {
         cx.report(
-            Diagnostic::error(Code::OutputNotAssigned, format!("output `{name}` is never assigned"), *span, "declared here")
-                .with_label(f.span, "this forward does not assign it")
-                .with_help(format!("assign it in the forward: `{name} = ...`")),
+            Diagnostic::error(
+                Code::OutputNotAssigned,
+                format!("output `{name}` is never assigned"),
+                *span,
+                "declared here",
+            )
+            .with_label(f.span, "this forward does not assign it")
+            .with_help(format!("assign it in the forward: `{name} = ...`")),
         );
     }
 }
@@ -145,9 +150,14 @@ fn layer_forward<'a>(cx: &mut Checker, def: &'a ast::LayerDef) -> Option<&'a ast
         [f] => Some(f),
         [first, second, ..] => {
             cx.report(
-                Diagnostic::error(Code::NoForward, format!("layer `{}` has two forwards", def.name.name), second.span, "second forward")
-                    .with_label(first.span, "first forward")
-                    .with_note("extra forwards need a name: `forward step(...)`"),
+                Diagnostic::error(
+                    Code::NoForward,
+                    format!("layer `{}` has two forwards", def.name.name),
+                    second.span,
+                    "second forward",
+                )
+                .with_label(first.span, "first forward")
+                .with_note("extra forwards need a name: `forward step(...)`"),
             );
             None
         }
@@ -160,11 +170,21 @@ fn check_return(cx: &mut Checker, f: &ast::ForwardDef, ret: Option<(Value, Span)
             return None; // the returned expression already reported its error
         }
         let end = Span { file: f.span.file, start: f.span.end.saturating_sub(1), end: f.span.end };
-        cx.report(Diagnostic::error(Code::MissingReturn, "this forward does not return a value", end, "expected `return` before this"));
+        cx.report(Diagnostic::error(
+            Code::MissingReturn,
+            "this forward does not return a value",
+            end,
+            "expected `return` before this",
+        ));
         return None;
     };
     let Value::Tensor(t) = value else {
-        cx.report(Diagnostic::error(Code::KindMismatch, "a forward returns a tensor", span, format!("this is {}", value.describe())));
+        cx.report(Diagnostic::error(
+            Code::KindMismatch,
+            "a forward returns a tensor",
+            span,
+            format!("this is {}", value.describe()),
+        ));
         return None;
     };
     if let Some(ret_ty) = &f.ret {
@@ -196,8 +216,10 @@ pub(crate) fn stmts(cx: &mut Checker, frame: &mut Frame, body: &[Stmt]) -> Optio
             return None;
         }
         if let Some((_, span)) = &ret {
-            cx.report(Diagnostic::error(Code::MisplacedStatement, "statement after `return`", s.span, "never runs")
-                .with_label(*span, "the forward returns here"));
+            cx.report(
+                Diagnostic::error(Code::MisplacedStatement, "statement after `return`", s.span, "never runs")
+                    .with_label(*span, "the forward returns here"),
+            );
             break;
         }
         match &s.kind {
@@ -220,8 +242,13 @@ pub(crate) fn stmts(cx: &mut Checker, frame: &mut Frame, body: &[Stmt]) -> Optio
             }
             StmtKind::Assign { name, value } => assign(cx, frame, name, value),
             StmtKind::IndexedAssign { name, .. } => cx.report(
-                Diagnostic::error(Code::MisplacedStatement, format!("`{}[...] = ...` outside a scan", name.name), s.span, "not in a scan")
-                    .with_help(format!("define a tensor with `let {}[...] = ...`", name.name)),
+                Diagnostic::error(
+                    Code::MisplacedStatement,
+                    format!("`{}[...] = ...` outside a scan", name.name),
+                    s.span,
+                    "not in a scan",
+                )
+                .with_help(format!("define a tensor with `let {}[...] = ...`", name.name)),
             ),
             StmtKind::State { .. } => cx.report(Diagnostic::error(
                 Code::MisplacedStatement,
@@ -238,7 +265,12 @@ pub(crate) fn stmts(cx: &mut Checker, frame: &mut Frame, body: &[Stmt]) -> Optio
                             let r = stmts(cx, frame, body);
                             frame.vars.pop();
                             if let Some((_, span)) = r {
-                                cx.report(Diagnostic::error(Code::MisplacedStatement, "`return` inside `for`", span, "not allowed here"));
+                                cx.report(Diagnostic::error(
+                                    Code::MisplacedStatement,
+                                    "`return` inside `for`",
+                                    span,
+                                    "not allowed here",
+                                ));
                             }
                             if cx.aborted {
                                 return None;
@@ -247,8 +279,13 @@ pub(crate) fn stmts(cx: &mut Checker, frame: &mut Frame, body: &[Stmt]) -> Optio
                     }
                     Some(Value::Member(Member::Poison)) => {}
                     Some(other) => cx.report(
-                        Diagnostic::error(Code::NotAGroup, "`for` needs a repeated weight group", group.span, format!("this is {}", other.describe()))
-                            .with_note("a repeated group is declared as `name[count] { ... }` in a weights block"),
+                        Diagnostic::error(
+                            Code::NotAGroup,
+                            "`for` needs a repeated weight group",
+                            group.span,
+                            format!("this is {}", other.describe()),
+                        )
+                        .with_note("a repeated group is declared as `name[count] { ... }` in a weights block"),
                     ),
                     None => {}
                 }
@@ -292,8 +329,13 @@ fn bind_let(cx: &mut Checker, frame: &mut Frame, names: &[ast::Ident], v: Value,
     match (names, v) {
         ([n], Value::Tuple(ts)) => {
             cx.report(
-                Diagnostic::error(Code::ArityMismatch, format!("this gives {} tensors, bound to one name", ts.len()), span, "several values")
-                    .with_help(format!("name each: `let a, b = ...` ({} names)", ts.len())),
+                Diagnostic::error(
+                    Code::ArityMismatch,
+                    format!("this gives {} tensors, bound to one name", ts.len()),
+                    span,
+                    "several values",
+                )
+                .with_help(format!("name each: `let a, b = ...` ({} names)", ts.len())),
             );
             poison(frame, std::slice::from_ref(n));
         }
@@ -323,22 +365,37 @@ fn assign(cx: &mut Checker, frame: &mut Frame, name: &ast::Ident, value: &Expr) 
     if let Some((ty, decl, assigned)) = frame.outputs.get(&name.name).cloned() {
         if let Some(prev) = assigned {
             cx.report(
-                Diagnostic::error(Code::Duplicate, format!("output `{}` is assigned twice", name.name), name.span, "second assignment")
-                    .with_label(prev, "first assignment"),
+                Diagnostic::error(
+                    Code::Duplicate,
+                    format!("output `{}` is assigned twice", name.name),
+                    name.span,
+                    "second assignment",
+                )
+                .with_label(prev, "first assignment"),
             );
             return;
         }
         frame.outputs.insert(name.name.clone(), (ty.clone(), decl, Some(name.span)));
         let Some(v) = eval(cx, frame, value) else { return };
         let Value::Tensor(t) = v else {
-            cx.report(Diagnostic::error(Code::KindMismatch, format!("output `{}` must be a tensor", name.name), value.span, format!("this is {}", v.describe())));
+            cx.report(Diagnostic::error(
+                Code::KindMismatch,
+                format!("output `{}` must be a tensor", name.name),
+                value.span,
+                format!("this is {}", v.describe()),
+            ));
             return;
         };
         if t.ty.shape != ty.shape {
             cx.report(
                 Diagnostic::error(
                     Code::ShapeMismatch,
-                    format!("output `{}` is declared {}, assigned {}", name.name, shape_str(&ty.shape), shape_str(&t.ty.shape)),
+                    format!(
+                        "output `{}` is declared {}, assigned {}",
+                        name.name,
+                        shape_str(&ty.shape),
+                        shape_str(&t.ty.shape)
+                    ),
                     value.span,
                     format!("this is {}", shape_str(&t.ty.shape)),
                 )
@@ -358,8 +415,13 @@ fn assign(cx: &mut Checker, frame: &mut Frame, name: &ast::Ident, value: &Expr) 
     let known = frame.vars.iter().any(|s| s.contains_key(&name.name));
     if !known {
         cx.report(
-            Diagnostic::error(Code::UnknownName, format!("cannot assign to unknown name `{}`", name.name), name.span, "not defined")
-                .with_help(format!("define it first with `let {} = ...`", name.name)),
+            Diagnostic::error(
+                Code::UnknownName,
+                format!("cannot assign to unknown name `{}`", name.name),
+                name.span,
+                "not defined",
+            )
+            .with_help(format!("define it first with `let {} = ...`", name.name)),
         );
         return;
     }
@@ -437,20 +499,35 @@ pub(crate) fn eval(cx: &mut Checker, frame: &mut Frame, e: &Expr) -> Option<Valu
         ExprKind::Call { callee, args } => call(cx, frame, callee, args, e.span),
         ExprKind::Index { .. } => {
             cx.report(
-                Diagnostic::error(Code::MisplacedStatement, "an indexed access outside index notation", e.span, "indices need a definition")
-                    .with_help("define the tensor element-wise: `let y[b, l, d] = x[b, l, d] ...`"),
+                Diagnostic::error(
+                    Code::MisplacedStatement,
+                    "an indexed access outside index notation",
+                    e.span,
+                    "indices need a definition",
+                )
+                .with_help("define the tensor element-wise: `let y[b, l, d] = x[b, l, d] ...`"),
             );
             None
         }
         ExprKind::Reduce { op, .. } => {
             cx.report(
-                Diagnostic::error(Code::MisplacedStatement, format!("`{}[...]` outside index notation", op.name()), e.span, "a reduction needs indices")
-                    .with_help("write it in a definition: `let y[b, l] = sum[d] x[b, l, d]`"),
+                Diagnostic::error(
+                    Code::MisplacedStatement,
+                    format!("`{}[...]` outside index notation", op.name()),
+                    e.span,
+                    "a reduction needs indices",
+                )
+                .with_help("write it in a definition: `let y[b, l] = sum[d] x[b, l, d]`"),
             );
             None
         }
         ExprKind::List(_) => {
-            cx.report(Diagnostic::error(Code::KindMismatch, "a list is only an argument of `split`, `concat` or `reshape`", e.span, "unexpected list"));
+            cx.report(Diagnostic::error(
+                Code::KindMismatch,
+                "a list is only an argument of `split`, `concat` or `reshape`",
+                e.span,
+                "unexpected list",
+            ));
             None
         }
         ExprKind::Unary(op, x) => {
@@ -465,7 +542,12 @@ pub(crate) fn eval(cx: &mut Checker, frame: &mut Frame, e: &Expr) -> Option<Valu
                     Some(Value::Tensor(Tensor { mask: None, ..t }))
                 }
                 (_, v) => {
-                    cx.report(Diagnostic::error(Code::BooleanValue, "`!` needs a condition", x.span, format!("this is {}", v.describe())));
+                    cx.report(Diagnostic::error(
+                        Code::BooleanValue,
+                        "`!` needs a condition",
+                        x.span,
+                        format!("this is {}", v.describe()),
+                    ));
                     None
                 }
             }
@@ -479,8 +561,13 @@ pub(crate) fn eval(cx: &mut Checker, frame: &mut Frame, e: &Expr) -> Option<Valu
             let c = eval(cx, frame, cond)?;
             let Value::Const(Const::Bool(c)) = c else {
                 cx.report(
-                    Diagnostic::error(Code::BooleanValue, "a whole-tensor `if` needs a constant condition", cond.span, format!("this is {}", c.describe()))
-                        .with_help("for an element-wise choice, use index notation: `let y[i] = if ... then ... else ...`"),
+                    Diagnostic::error(
+                        Code::BooleanValue,
+                        "a whole-tensor `if` needs a constant condition",
+                        cond.span,
+                        format!("this is {}", c.describe()),
+                    )
+                    .with_help("for an element-wise choice, use index notation: `let y[i] = if ... then ... else ...`"),
                 );
                 return None;
             };
@@ -520,7 +607,10 @@ pub(crate) fn member_value(cx: &Checker, m: Member) -> Value {
     match m {
         Member::Tensor(w) => {
             let info = &cx.weights[w];
-            Value::Tensor(Tensor::plain(TensorTy { dtype: info.dtype, shape: info.shape.iter().map(|&d| Dim::Known(d)).collect() }))
+            Value::Tensor(Tensor::plain(TensorTy {
+                dtype: info.dtype,
+                shape: info.shape.iter().map(|&d| Dim::Known(d)).collect(),
+            }))
         }
         other => Value::Member(other),
     }
@@ -531,8 +621,13 @@ fn float_tensor(cx: &mut Checker, t: &Tensor, span: Span) -> Option<()> {
         Some(())
     } else {
         cx.report(
-            Diagnostic::error(Code::DtypeMismatch, format!("expected a float tensor, found {}", t.ty), span, format!("this is {}", t.ty.dtype.name()))
-                .with_note("integer tensors (token ids) are only read by `embed`"),
+            Diagnostic::error(
+                Code::DtypeMismatch,
+                format!("expected a float tensor, found {}", t.ty),
+                span,
+                format!("this is {}", t.ty.dtype.name()),
+            )
+            .with_note("integer tensors (token ids) are only read by `embed`"),
         );
         None
     }
@@ -545,8 +640,13 @@ fn binary(cx: &mut Checker, op: BinOp, a: Value, b: Value, sa: Span, sb: Span, s
     }
     if op.is_comparison() || op.is_logical() {
         cx.report(
-            Diagnostic::error(Code::BooleanValue, format!("`{}` on tensors", op.symbol()), span, "comparisons are for conditions")
-                .with_help("use comparisons in `where` or in an element-wise `if`"),
+            Diagnostic::error(
+                Code::BooleanValue,
+                format!("`{}` on tensors", op.symbol()),
+                span,
+                "comparisons are for conditions",
+            )
+            .with_help("use comparisons in `where` or in an element-wise `if`"),
         );
         return None;
     }
@@ -561,7 +661,12 @@ fn binary(cx: &mut Checker, op: BinOp, a: Value, b: Value, sa: Span, sb: Span, s
             }
             Value::Dim(Dim::Known(_)) => Some(Tensor::plain(TensorTy { dtype: DType::F32, shape: Vec::new() })),
             other => {
-                cx.report(Diagnostic::error(Code::KindMismatch, format!("`{}` needs numbers or tensors", op.symbol()), s, format!("this is {}", other.describe())));
+                cx.report(Diagnostic::error(
+                    Code::KindMismatch,
+                    format!("`{}` needs numbers or tensors", op.symbol()),
+                    s,
+                    format!("this is {}", other.describe()),
+                ));
                 None
             }
         }
@@ -578,7 +683,9 @@ fn binary(cx: &mut Checker, op: BinOp, a: Value, b: Value, sa: Span, sb: Span, s
             )
             .with_label(sa, shape_str(&ta.ty.shape))
             .with_label(sb, shape_str(&tb.ty.shape))
-            .with_note("shapes broadcast when, aligned from the right, each pair of dimensions is equal or one of them is 1"),
+            .with_note(
+                "shapes broadcast when, aligned from the right, each pair of dimensions is equal or one of them is 1",
+            ),
         );
         return None;
     };
@@ -592,7 +699,11 @@ fn binary(cx: &mut Checker, op: BinOp, a: Value, b: Value, sa: Span, sb: Span, s
         BinOp::Div => shift(&ta),
         _ => None,
     };
-    Some(Value::Tensor(Tensor { ty: TensorTy { dtype: DType::F32, shape }, mask, taint: causal::join(&ta.taint, &tb.taint) }))
+    Some(Value::Tensor(Tensor {
+        ty: TensorTy { dtype: DType::F32, shape },
+        mask,
+        taint: causal::join(&ta.taint, &tb.taint),
+    }))
 }
 
 fn taint(code: Code, span: Span, message: impl Into<String>, label: impl Into<String>) -> Option<Rc<Taint>> {
@@ -607,7 +718,12 @@ fn positional(cx: &mut Checker, args: &[ast::Arg], fname: &str, allowed: &[&str]
             None => pos.push(i),
             Some(n) if allowed.contains(&n.name.as_str()) => {}
             Some(n) => {
-                cx.report(Diagnostic::error(Code::BadArguments, format!("`{fname}` has no parameter `{}`", n.name), n.span, "unknown keyword argument"));
+                cx.report(Diagnostic::error(
+                    Code::BadArguments,
+                    format!("`{fname}` has no parameter `{}`", n.name),
+                    n.span,
+                    "unknown keyword argument",
+                ));
                 return None;
             }
         }
@@ -632,7 +748,12 @@ fn tensor_arg(cx: &mut Checker, frame: &mut Frame, e: &Expr) -> Option<Tensor> {
     match eval(cx, frame, e)? {
         Value::Tensor(t) => Some(t),
         other => {
-            cx.report(Diagnostic::error(Code::KindMismatch, "expected a tensor", e.span, format!("this is {}", other.describe())));
+            cx.report(Diagnostic::error(
+                Code::KindMismatch,
+                "expected a tensor",
+                e.span,
+                format!("this is {}", other.describe()),
+            ));
             None
         }
     }
@@ -643,7 +764,12 @@ fn const_arg(cx: &mut Checker, frame: &mut Frame, e: &Expr) -> Option<Const> {
         Value::Const(c) => Some(c),
         Value::Dim(Dim::Known(v)) => Some(Const::Int(v)),
         other => {
-            cx.report(Diagnostic::error(Code::KindMismatch, "expected a constant", e.span, format!("this is {}", other.describe())));
+            cx.report(Diagnostic::error(
+                Code::KindMismatch,
+                "expected a constant",
+                e.span,
+                format!("this is {}", other.describe()),
+            ));
             None
         }
     }
@@ -653,7 +779,12 @@ fn list_items<'e>(cx: &mut Checker, e: &'e Expr, what: &str) -> Option<&'e [Expr
     match &e.kind {
         ExprKind::List(items) => Some(items),
         _ => {
-            cx.report(Diagnostic::error(Code::KindMismatch, format!("expected a list of {what}"), e.span, "not a `[...]` list"));
+            cx.report(Diagnostic::error(
+                Code::KindMismatch,
+                format!("expected a list of {what}"),
+                e.span,
+                "not a `[...]` list",
+            ));
             None
         }
     }
@@ -684,13 +815,25 @@ fn call(cx: &mut Checker, frame: &mut Frame, callee: &Expr, args: &[ast::Arg], s
     match f {
         Value::Member(Member::Layer(id)) => layer_call(cx, frame, id, callee, args, span),
         other => {
-            cx.report(Diagnostic::error(Code::NotCallable, format!("{} is not callable", other.describe()), callee.span, "not a layer or function"));
+            cx.report(Diagnostic::error(
+                Code::NotCallable,
+                format!("{} is not callable", other.describe()),
+                callee.span,
+                "not a layer or function",
+            ));
             None
         }
     }
 }
 
-fn builtin_call(cx: &mut Checker, frame: &mut Frame, name: &str, name_span: Span, args: &[ast::Arg], span: Span) -> Option<Value> {
+fn builtin_call(
+    cx: &mut Checker,
+    frame: &mut Frame,
+    name: &str,
+    name_span: Span,
+    args: &[ast::Arg],
+    span: Span,
+) -> Option<Value> {
     if let Some(n) = consts::element_arity(name) {
         let pos = positional(cx, args, name, &[])?;
         arity(cx, name, n, pos.len(), span)?;
@@ -754,13 +897,23 @@ fn builtin_call(cx: &mut Checker, frame: &mut Frame, name: &str, name_span: Span
                 match const_arg(cx, frame, it)? {
                     Const::Int(v) if v > 0 => sizes.push(v),
                     v => {
-                        cx.report(Diagnostic::error(Code::InvalidDimension, "a split size must be a positive integer", it.span, format!("this is `{v}`")));
+                        cx.report(Diagnostic::error(
+                            Code::InvalidDimension,
+                            "a split size must be a positive integer",
+                            it.span,
+                            format!("this is `{v}`"),
+                        ));
                         return None;
                     }
                 }
             }
             let Some(last) = x.ty.shape.last().cloned() else {
-                cx.report(Diagnostic::error(Code::ShapeMismatch, "`split` of a scalar", args[0].value.span, "no axis to split"));
+                cx.report(Diagnostic::error(
+                    Code::ShapeMismatch,
+                    "`split` of a scalar",
+                    args[0].value.span,
+                    "no axis to split",
+                ));
                 return None;
             };
             let total: i64 = sizes.iter().fold(0i64, |a, b| a.saturating_add(*b));
@@ -795,7 +948,12 @@ fn builtin_call(cx: &mut Checker, frame: &mut Frame, name: &str, name_span: Span
                 parts.push((tensor_arg(cx, frame, it)?, it.span));
             }
             let Some((first, _)) = parts.first().cloned() else {
-                cx.report(Diagnostic::error(Code::BadArguments, "`concat` of no tensors", args[0].value.span, "empty list"));
+                cx.report(Diagnostic::error(
+                    Code::BadArguments,
+                    "`concat` of no tensors",
+                    args[0].value.span,
+                    "empty list",
+                ));
                 return None;
             };
             let rank = first.ty.shape.len();
@@ -808,8 +966,13 @@ fn builtin_call(cx: &mut Checker, frame: &mut Frame, name: &str, name_span: Span
                     (true, Some(v)) => total = total.saturating_add(v),
                     _ => {
                         cx.report(
-                            Diagnostic::error(Code::ShapeMismatch, "`concat` needs equal shapes but for a fixed last axis", *s, format!("this is {}", shape_str(&t.ty.shape)))
-                                .with_note(format!("the first is {}", shape_str(&first.ty.shape))),
+                            Diagnostic::error(
+                                Code::ShapeMismatch,
+                                "`concat` needs equal shapes but for a fixed last axis",
+                                *s,
+                                format!("this is {}", shape_str(&t.ty.shape)),
+                            )
+                            .with_note(format!("the first is {}", shape_str(&first.ty.shape))),
                         );
                         return None;
                     }
@@ -831,7 +994,12 @@ fn builtin_call(cx: &mut Checker, frame: &mut Frame, name: &str, name_span: Span
                     Value::Dim(d) => shape.push(d),
                     Value::Const(Const::Int(v)) if v > 0 => shape.push(Dim::Known(v)),
                     other => {
-                        cx.report(Diagnostic::error(Code::InvalidDimension, "a dimension must be a positive integer or a symbol", it.span, format!("this is {}", other.describe())));
+                        cx.report(Diagnostic::error(
+                            Code::InvalidDimension,
+                            "a dimension must be a positive integer or a symbol",
+                            it.span,
+                            format!("this is {}", other.describe()),
+                        ));
                         return None;
                     }
                 }
@@ -854,7 +1022,12 @@ fn builtin_call(cx: &mut Checker, frame: &mut Frame, name: &str, name_span: Span
             let t = if mixed {
                 causal::join(
                     &x.taint,
-                    &taint(Code::NonCausalAccess, span, "this reshape mixes positions of the sequence", "moves elements across positions"),
+                    &taint(
+                        Code::NonCausalAccess,
+                        span,
+                        "this reshape mixes positions of the sequence",
+                        "moves elements across positions",
+                    ),
                 )
             } else {
                 x.taint.clone()
@@ -907,11 +1080,17 @@ fn builtin_call(cx: &mut Checker, frame: &mut Frame, name: &str, name_span: Span
                     }
                 }
             }
-            let ok = x.ty.shape.len() == 4 && x.ty.shape[1].is_seq() && x.ty.shape[3].known().is_some_and(|e| e % 2 == 0);
+            let ok =
+                x.ty.shape.len() == 4 && x.ty.shape[1].is_seq() && x.ty.shape[3].known().is_some_and(|e| e % 2 == 0);
             if !ok {
                 cx.report(
-                    Diagnostic::error(Code::ShapeMismatch, format!("`rope` of {}", shape_str(&x.ty.shape)), args[pos[0]].value.span, "expected [B, L, heads, head_dim]")
-                        .with_note("the head dimension must be even (its halves rotate together)"),
+                    Diagnostic::error(
+                        Code::ShapeMismatch,
+                        format!("`rope` of {}", shape_str(&x.ty.shape)),
+                        args[pos[0]].value.span,
+                        "expected [B, L, heads, head_dim]",
+                    )
+                    .with_note("the head dimension must be even (its halves rotate together)"),
                 );
                 return None;
             }
@@ -923,7 +1102,10 @@ fn builtin_call(cx: &mut Checker, frame: &mut Frame, name: &str, name_span: Span
             let x = tensor_arg(cx, frame, &args[0].value)?;
             let k = tensor_arg(cx, frame, &args[1].value)?;
             float_tensor(cx, &x, args[0].value.span)?;
-            let ok = x.ty.shape.len() == 3 && x.ty.shape[1].is_seq() && k.ty.shape.len() == 2 && k.ty.shape[1] == x.ty.shape[2];
+            let ok = x.ty.shape.len() == 3
+                && x.ty.shape[1].is_seq()
+                && k.ty.shape.len() == 2
+                && k.ty.shape[1] == x.ty.shape[2];
             if !ok {
                 cx.report(
                     Diagnostic::error(
@@ -937,14 +1119,28 @@ fn builtin_call(cx: &mut Checker, frame: &mut Frame, name: &str, name_span: Span
                 );
                 return None;
             }
-            Some(Value::Tensor(Tensor { ty: TensorTy { dtype: DType::F32, shape: x.ty.shape.clone() }, mask: None, taint: causal::join(&x.taint, &k.taint) }))
+            Some(Value::Tensor(Tensor {
+                ty: TensorTy { dtype: DType::F32, shape: x.ty.shape.clone() },
+                mask: None,
+                taint: causal::join(&x.taint, &k.taint),
+            }))
         }
         "normal" | "uniform" => {
-            cx.report(Diagnostic::error(Code::MisplacedStatement, format!("`{name}` is only allowed in `init`"), name_span, "random draws are for initial values"));
+            cx.report(Diagnostic::error(
+                Code::MisplacedStatement,
+                format!("`{name}` is only allowed in `init`"),
+                name_span,
+                "random draws are for initial values",
+            ));
             None
         }
         "sum" | "mean" => {
-            cx.report(Diagnostic::error(Code::NotCallable, format!("`{name}` has no function form"), name_span, "not a function"));
+            cx.report(Diagnostic::error(
+                Code::NotCallable,
+                format!("`{name}` has no function form"),
+                name_span,
+                "not a function",
+            ));
             None
         }
         _ => {
@@ -956,11 +1152,23 @@ fn builtin_call(cx: &mut Checker, frame: &mut Frame, name: &str, name_span: Span
 
 /// Calls a layer instance: builtin forwards by rule, user forwards by checking
 /// their body against the argument's shape.
-fn layer_call(cx: &mut Checker, frame: &mut Frame, id: InstId, callee: &Expr, args: &[ast::Arg], span: Span) -> Option<Value> {
+fn layer_call(
+    cx: &mut Checker,
+    frame: &mut Frame,
+    id: InstId,
+    callee: &Expr,
+    args: &[ast::Arg],
+    span: Span,
+) -> Option<Value> {
     let mut vals = Vec::new();
     for a in args {
         if let Some(n) = &a.name {
-            cx.report(Diagnostic::error(Code::BadArguments, "a layer's forward takes positional arguments", n.span, "keyword argument"));
+            cx.report(Diagnostic::error(
+                Code::BadArguments,
+                "a layer's forward takes positional arguments",
+                n.span,
+                "keyword argument",
+            ));
             return None;
         }
         vals.push((tensor_arg(cx, frame, &a.value)?, a.value.span));
@@ -982,7 +1190,12 @@ fn layer_call(cx: &mut Checker, frame: &mut Frame, id: InstId, callee: &Expr, ar
                     cx.report(
                         Diagnostic::error(
                             Code::ShapeMismatch,
-                            format!("`{}` expects {} features, found {}", b.name(), features.unwrap_or(0), shape_str(&x.ty.shape)),
+                            format!(
+                                "`{}` expects {} features, found {}",
+                                b.name(),
+                                features.unwrap_or(0),
+                                shape_str(&x.ty.shape)
+                            ),
                             xs,
                             format!("this is {}", shape_str(&x.ty.shape)),
                         )
@@ -991,13 +1204,23 @@ fn layer_call(cx: &mut Checker, frame: &mut Frame, id: InstId, callee: &Expr, ar
                     return None;
                 }
                 if b == super::Builtin::Conv1d && x.ty.shape.len() != 3 {
-                    cx.report(Diagnostic::error(Code::ShapeMismatch, format!("`conv1d` of {}", shape_str(&x.ty.shape)), xs, "expected [B, L, channels]"));
+                    cx.report(Diagnostic::error(
+                        Code::ShapeMismatch,
+                        format!("`conv1d` of {}", shape_str(&x.ty.shape)),
+                        xs,
+                        "expected [B, L, channels]",
+                    ));
                     return None;
                 }
             } else if x.ty.dtype.is_float() {
                 cx.report(
-                    Diagnostic::error(Code::DtypeMismatch, format!("`embed` of a float tensor {}", x.ty), xs, "expected integer token ids")
-                        .with_label(callee.span, "this embedding"),
+                    Diagnostic::error(
+                        Code::DtypeMismatch,
+                        format!("`embed` of a float tensor {}", x.ty),
+                        xs,
+                        "expected integer token ids",
+                    )
+                    .with_label(callee.span, "this embedding"),
                 );
                 return None;
             }
@@ -1022,7 +1245,13 @@ fn layer_call(cx: &mut Checker, frame: &mut Frame, id: InstId, callee: &Expr, ar
                 cx.report(
                     Diagnostic::error(
                         Code::BadArguments,
-                        format!("`{}` takes {} input{}, found {}", def.name.name, params.len(), if params.len() == 1 { "" } else { "s" }, vals.len()),
+                        format!(
+                            "`{}` takes {} input{}, found {}",
+                            def.name.name,
+                            params.len(),
+                            if params.len() == 1 { "" } else { "s" },
+                            vals.len()
+                        ),
                         span,
                         "wrong number of inputs",
                     )
@@ -1038,12 +1267,20 @@ fn layer_call(cx: &mut Checker, frame: &mut Frame, id: InstId, callee: &Expr, ar
                 let want = bind_shape(cx, &p.ty, &t.ty, &lookup, &mut dims, ts, &def.name.name)?;
                 if p.ty.dtype.is_float() != t.ty.dtype.is_float() {
                     cx.report(
-                        Diagnostic::error(Code::DtypeMismatch, format!("`{}` expects {}, found {}", def.name.name, p.ty.dtype.name(), t.ty.dtype.name()), ts, "wrong dtype")
-                            .with_label(p.ty.span, "declared here"),
+                        Diagnostic::error(
+                            Code::DtypeMismatch,
+                            format!("`{}` expects {}, found {}", def.name.name, p.ty.dtype.name(), t.ty.dtype.name()),
+                            ts,
+                            "wrong dtype",
+                        )
+                        .with_label(p.ty.span, "declared here"),
                     );
                     return None;
                 }
-                vars.insert(p.name.name.clone(), Value::Tensor(Tensor { ty: TensorTy { dtype: t.ty.dtype, shape: want }, ..t }));
+                vars.insert(
+                    p.name.name.clone(),
+                    Value::Tensor(Tensor { ty: TensorTy { dtype: t.ty.dtype, shape: want }, ..t }),
+                );
             }
             let mut inner = Frame {
                 consts,
@@ -1076,8 +1313,17 @@ fn bind_shape(
 ) -> Option<Vec<Dim>> {
     let mismatch = |cx: &mut Checker, detail: String| {
         cx.report(
-            Diagnostic::error(Code::ShapeMismatch, format!("`{layer}` expects {}, found {}", crate::syntax::print::print_expr_list(&ty.dims), shape_str(&arg.shape)), arg_span, detail)
-                .with_label(ty.span, "declared here"),
+            Diagnostic::error(
+                Code::ShapeMismatch,
+                format!(
+                    "`{layer}` expects {}, found {}",
+                    crate::syntax::print::print_expr_list(&ty.dims),
+                    shape_str(&arg.shape)
+                ),
+                arg_span,
+                detail,
+            )
+            .with_label(ty.span, "declared here"),
         );
     };
     if ty.dims.len() != arg.shape.len() {

@@ -168,7 +168,9 @@ impl<'w, 'a> Walk<'w, 'a> {
                 Some(r) if r <= 0 => {}
                 reach => {
                     let detail = match reach {
-                        Some(r) => format!("`{name}` reaches {r} position{} past the output's", if r == 1 { "" } else { "s" }),
+                        Some(r) => {
+                            format!("`{name}` reaches {r} position{} past the output's", if r == 1 { "" } else { "s" })
+                        }
                         None => format!("nothing bounds `{name}` by the output's position"),
                     };
                     self.add_taint(
@@ -214,7 +216,9 @@ impl<'w, 'a> Walk<'w, 'a> {
                 }
                 match self.lookup_value(n, e.span, true) {
                     Some(Value::Const(Const::Bool(_))) => Scalar { is_bool: true, ..Default::default() },
-                    Some(Value::Const(Const::Int(_) | Const::Float(_))) | Some(Value::Dim(Dim::Known(_))) => Scalar::default(),
+                    Some(Value::Const(Const::Int(_) | Const::Float(_))) | Some(Value::Dim(Dim::Known(_))) => {
+                        Scalar::default()
+                    }
                     Some(Value::Tensor(t)) if t.ty.shape.is_empty() => {
                         self.taint = causal::join(&self.taint, &t.taint);
                         Scalar::default()
@@ -232,7 +236,12 @@ impl<'w, 'a> Walk<'w, 'a> {
                         Scalar::default()
                     }
                     Some(v) => {
-                        self.error(Diagnostic::error(Code::KindMismatch, format!("`{n}` is not a number"), e.span, format!("this is {}", v.describe())));
+                        self.error(Diagnostic::error(
+                            Code::KindMismatch,
+                            format!("`{n}` is not a number"),
+                            e.span,
+                            format!("this is {}", v.describe()),
+                        ));
                         Scalar::default()
                     }
                     None => Scalar::default(),
@@ -318,7 +327,12 @@ impl<'w, 'a> Walk<'w, 'a> {
             ExprKind::Member(..) => {
                 match forward::eval(self.cx, self.frame, e) {
                     Some(Value::Tensor(t)) if t.ty.shape.is_empty() => {}
-                    Some(v) => self.error(Diagnostic::error(Code::KindMismatch, "expected a number", e.span, format!("this is {}", v.describe()))),
+                    Some(v) => self.error(Diagnostic::error(
+                        Code::KindMismatch,
+                        "expected a number",
+                        e.span,
+                        format!("this is {}", v.describe()),
+                    )),
                     None => self.ok = false,
                 }
                 Scalar::default()
@@ -336,15 +350,29 @@ impl<'w, 'a> Walk<'w, 'a> {
 
     fn number(&mut self, s: &Scalar, span: Span) {
         if s.is_bool {
-            self.error(Diagnostic::error(Code::BooleanValue, "a condition where a number is expected", span, "this is a condition")
-                .with_help("choose a value with `if COND then A else B`"));
+            self.error(
+                Diagnostic::error(
+                    Code::BooleanValue,
+                    "a condition where a number is expected",
+                    span,
+                    "this is a condition",
+                )
+                .with_help("choose a value with `if COND then A else B`"),
+            );
         }
     }
 
     fn boolean(&mut self, s: &Scalar, span: Span) {
         if !s.is_bool {
-            self.error(Diagnostic::error(Code::BooleanValue, "a number where a condition is expected", span, "this is a number")
-                .with_help("compare it: `x > 0`"));
+            self.error(
+                Diagnostic::error(
+                    Code::BooleanValue,
+                    "a number where a condition is expected",
+                    span,
+                    "this is a number",
+                )
+                .with_help("compare it: `x > 0`"),
+            );
         }
     }
 
@@ -357,12 +385,22 @@ impl<'w, 'a> Walk<'w, 'a> {
             }
             Some(v) => Some(v),
             None => {
-                let mut d = Diagnostic::error(Code::UnknownName, format!("unknown name `{n}`"), span, "not an index or a name in scope");
+                let mut d = Diagnostic::error(
+                    Code::UnknownName,
+                    format!("unknown name `{n}`"),
+                    span,
+                    "not an index or a name in scope",
+                );
                 if self.frame.expired_states.iter().any(|s| s == n) {
                     d = d.with_note(format!("`{n}` is a scan state: states are only visible inside their scan"));
                 } else if as_index && n.len() <= 2 && n.chars().all(|c| c.is_ascii_lowercase()) {
-                    d = Diagnostic::error(Code::UnboundIndex, format!("index `{n}` is not bound"), span, "no left side or reduction binds it")
-                        .with_help(format!("bind it on the left of the definition or in a reduction: `sum[{n}] ...`"));
+                    d = Diagnostic::error(
+                        Code::UnboundIndex,
+                        format!("index `{n}` is not bound"),
+                        span,
+                        "no left side or reduction binds it",
+                    )
+                    .with_help(format!("bind it on the left of the definition or in a reduction: `sum[{n}] ...`"));
                 }
                 self.error(d);
                 None
@@ -374,8 +412,15 @@ impl<'w, 'a> Walk<'w, 'a> {
         let base = self.scope.len();
         let mut ids = Vec::new();
         for i in indices {
-            if indices.iter().filter(|j| j.name == i.name).count() > 1 && !ids.iter().any(|&id: &usize| self.vars[id].name == i.name) {
-                self.error(Diagnostic::error(Code::RepeatedIndex, format!("index `{}` is reduced twice", i.name), i.span, "repeated"));
+            if indices.iter().filter(|j| j.name == i.name).count() > 1
+                && !ids.iter().any(|&id: &usize| self.vars[id].name == i.name)
+            {
+                self.error(Diagnostic::error(
+                    Code::RepeatedIndex,
+                    format!("index `{}` is reduced twice", i.name),
+                    i.span,
+                    "repeated",
+                ));
             }
             ids.push(self.push_var(i, Kind::Reduce, None));
         }
@@ -386,11 +431,17 @@ impl<'w, 'a> Walk<'w, 'a> {
             let (name, span_i) = (self.vars[id].name.clone(), self.vars[id].span);
             match self.vars[id].extent.clone() {
                 None => self.error(
-                    Diagnostic::error(Code::UnknownExtent, format!("cannot infer the extent of `{name}`"), span_i, "indexes no dimension directly")
-                        .with_help(format!("use `{name}` directly as an index of a tensor in the body")),
+                    Diagnostic::error(
+                        Code::UnknownExtent,
+                        format!("cannot infer the extent of `{name}`"),
+                        span_i,
+                        "indexes no dimension directly",
+                    )
+                    .with_help(format!("use `{name}` directly as an index of a tensor in the body")),
                 ),
                 Some(e) if e.is_seq() => {
-                    let mut bounds: Vec<(usize, i64)> = s.masks.iter().filter(|m| m.0 == id).map(|m| (m.1, m.2)).collect();
+                    let mut bounds: Vec<(usize, i64)> =
+                        s.masks.iter().filter(|m| m.0 == id).map(|m| (m.1, m.2)).collect();
                     for b in &self.where_bounds {
                         if b.var == name {
                             if let Some(a) = self.find(&b.anchor) {
@@ -449,8 +500,13 @@ impl<'w, 'a> Walk<'w, 'a> {
                     let form = self.index_form(ix);
                     if form.terms.iter().any(|(id, _)| self.vars[*id].kind == Kind::Scan) {
                         self.error(
-                            Diagnostic::error(Code::StateThroughScanIndex, format!("state `{n}` is read through the scan index"), ix.span, "the scan index")
-                                .with_note("a state holds one step; read it at indices of its own dimensions"),
+                            Diagnostic::error(
+                                Code::StateThroughScanIndex,
+                                format!("state `{n}` is read through the scan index"),
+                                ix.span,
+                                "the scan index",
+                            )
+                            .with_note("a state holds one step; read it at indices of its own dimensions"),
                         );
                         continue;
                     }
@@ -463,13 +519,23 @@ impl<'w, 'a> Walk<'w, 'a> {
         }
         let t = match base.as_name() {
             Some(n) if self.find(n).is_some() => {
-                self.error(Diagnostic::error(Code::KindMismatch, format!("`{n}` is an index, not a tensor"), base.span, "cannot be indexed"));
+                self.error(Diagnostic::error(
+                    Code::KindMismatch,
+                    format!("`{n}` is an index, not a tensor"),
+                    base.span,
+                    "cannot be indexed",
+                ));
                 return Scalar::default();
             }
             Some(n) => match self.lookup_value(n, base.span, false) {
                 Some(Value::Tensor(t)) => t,
                 Some(v) => {
-                    self.error(Diagnostic::error(Code::KindMismatch, format!("`{n}` is not a tensor"), base.span, format!("this is {}", v.describe())));
+                    self.error(Diagnostic::error(
+                        Code::KindMismatch,
+                        format!("`{n}` is not a tensor"),
+                        base.span,
+                        format!("this is {}", v.describe()),
+                    ));
                     return Scalar::default();
                 }
                 None => return Scalar::default(),
@@ -477,7 +543,12 @@ impl<'w, 'a> Walk<'w, 'a> {
             None => match forward::eval(self.cx, self.frame, base) {
                 Some(Value::Tensor(t)) => t,
                 Some(v) => {
-                    self.error(Diagnostic::error(Code::KindMismatch, "only tensors can be indexed", base.span, format!("this is {}", v.describe())));
+                    self.error(Diagnostic::error(
+                        Code::KindMismatch,
+                        "only tensors can be indexed",
+                        base.span,
+                        format!("this is {}", v.describe()),
+                    ));
                     return Scalar::default();
                 }
                 None => {
@@ -496,8 +567,15 @@ impl<'w, 'a> Walk<'w, 'a> {
             return Scalar::default();
         }
         if !t.ty.dtype.is_float() {
-            self.error(Diagnostic::error(Code::DtypeMismatch, format!("`{name}` is an integer tensor"), base.span, format!("this is {}", t.ty))
-                .with_note("integer tensors (token ids) are only read by `embed`"));
+            self.error(
+                Diagnostic::error(
+                    Code::DtypeMismatch,
+                    format!("`{name}` is an integer tensor"),
+                    base.span,
+                    format!("this is {}", t.ty),
+                )
+                .with_note("integer tensors (token ids) are only read by `embed`"),
+            );
         }
         self.taint = causal::join(&self.taint, &t.taint);
         let mut forms = Vec::with_capacity(indices.len());
@@ -542,10 +620,19 @@ impl<'w, 'a> Walk<'w, 'a> {
                 match self.lookup_value(n, e.span, true) {
                     Some(Value::Const(Const::Int(v))) => Form::constant(v),
                     Some(Value::Dim(Dim::Known(v))) => Form::constant(v),
-                    Some(Value::Dim(Dim::Sym(s))) => Form { terms: Vec::new(), c: 0, exact: s.as_ref() != super::types::SEQ, valid: true },
+                    Some(Value::Dim(Dim::Sym(s))) => {
+                        Form { terms: Vec::new(), c: 0, exact: s.as_ref() != super::types::SEQ, valid: true }
+                    }
                     Some(v) => {
-                        self.error(Diagnostic::error(Code::InvalidIndexExpr, format!("`{n}` cannot be used in an index"), e.span, format!("this is {}", v.describe()))
-                            .with_note("indices are integer arithmetic on indices and integer constants"));
+                        self.error(
+                            Diagnostic::error(
+                                Code::InvalidIndexExpr,
+                                format!("`{n}` cannot be used in an index"),
+                                e.span,
+                                format!("this is {}", v.describe()),
+                            )
+                            .with_note("indices are integer arithmetic on indices and integer constants"),
+                        );
                         Form::invalid()
                     }
                     None => Form::invalid(),
@@ -566,18 +653,33 @@ impl<'w, 'a> Walk<'w, 'a> {
                 match (fa.terms.is_empty() && fa.exact, fb.terms.is_empty() && fb.exact) {
                     (true, _) => fb.scale(fa.c),
                     (_, true) => fa.scale(fb.c),
-                    _ => Form { terms: fa.terms.into_iter().chain(fb.terms).collect(), c: 0, exact: false, valid: fa.valid && fb.valid },
+                    _ => Form {
+                        terms: fa.terms.into_iter().chain(fb.terms).collect(),
+                        c: 0,
+                        exact: false,
+                        valid: fa.valid && fb.valid,
+                    },
                 }
             }
             ExprKind::Binary(BinOp::Div, a, b) => {
                 let fa = self.index_form(a);
                 let fb = self.index_form(b);
-                Form { terms: fa.terms.into_iter().chain(fb.terms).collect(), c: 0, exact: false, valid: fa.valid && fb.valid }
+                Form {
+                    terms: fa.terms.into_iter().chain(fb.terms).collect(),
+                    c: 0,
+                    exact: false,
+                    valid: fa.valid && fb.valid,
+                }
             }
             _ => {
                 self.error(
-                    Diagnostic::error(Code::InvalidIndexExpr, "not an index expression", e.span, "expected integer arithmetic on indices")
-                        .with_note("indices are integers: `l - 1`, `h / g`, `2 * i + 1`"),
+                    Diagnostic::error(
+                        Code::InvalidIndexExpr,
+                        "not an index expression",
+                        e.span,
+                        "expected integer arithmetic on indices",
+                    )
+                    .with_note("indices are integers: `l - 1`, `h / g`, `2 * i + 1`"),
                 );
                 Form::invalid()
             }
@@ -702,7 +804,12 @@ fn annotation(cx: &mut Checker, frame: &mut Frame, e: &Expr) -> Option<Dim> {
         Value::Dim(d) => Some(d),
         Value::Const(Const::Int(v)) if v > 0 => Some(Dim::Known(v)),
         v => {
-            cx.report(Diagnostic::error(Code::InvalidDimension, "an index extent must be a dimension", e.span, format!("this is {}", v.describe())));
+            cx.report(Diagnostic::error(
+                Code::InvalidDimension,
+                "an index extent must be a dimension",
+                e.span,
+                format!("this is {}", v.describe()),
+            ));
             None
         }
     }
@@ -742,8 +849,15 @@ pub(crate) fn define(
     let mut left = Vec::new();
     for (b, ext) in binders.iter().zip(extents) {
         if left.iter().any(|&id: &usize| w.vars[id].name == b.name.name) {
-            w.error(Diagnostic::error(Code::RepeatedIndex, format!("index `{}` appears twice on the left", b.name.name), b.name.span, "repeated")
-                .with_note("each index appears at most once on the left of a definition"));
+            w.error(
+                Diagnostic::error(
+                    Code::RepeatedIndex,
+                    format!("index `{}` appears twice on the left", b.name.name),
+                    b.name.span,
+                    "repeated",
+                )
+                .with_note("each index appears at most once on the left of a definition"),
+            );
             return None;
         }
         left.push(w.push_var(&b.name, Kind::Left, ext));
@@ -772,11 +886,8 @@ pub(crate) fn define(
     // The result's mask: a bound between two of its positional indices.
     let pos = |id: usize| left.iter().position(|&l| l == id);
     let mut mask = None;
-    let where_masks: Vec<(usize, usize, i64)> = w
-        .where_bounds
-        .iter()
-        .filter_map(|b| Some((w.find(&b.var)?, w.find(&b.anchor)?, b.offset)))
-        .collect();
+    let where_masks: Vec<(usize, usize, i64)> =
+        w.where_bounds.iter().filter_map(|b| Some((w.find(&b.var)?, w.find(&b.anchor)?, b.offset))).collect();
     for (b, a, o) in where_masks.into_iter().chain(s.masks) {
         if let (Some(pb), Some(pa)) = (pos(b), pos(a)) {
             mask = Some(Mask { bounded: pb, anchor: pa, offset: o });
@@ -802,8 +913,13 @@ fn left_shape(w: &mut Walk, left: &[usize]) -> Option<Shape> {
             None => {
                 let (name, span) = (w.vars[id].name.clone(), w.vars[id].span);
                 w.error(
-                    Diagnostic::error(Code::UnknownExtent, format!("cannot infer the extent of `{name}`"), span, "indexes no dimension directly")
-                        .with_help(format!("give its extent: `{name} in D` for a dimension `D`")),
+                    Diagnostic::error(
+                        Code::UnknownExtent,
+                        format!("cannot infer the extent of `{name}`"),
+                        span,
+                        "indexes no dimension directly",
+                    )
+                    .with_help(format!("give its extent: `{name} in D` for a dimension `D`")),
                 );
             }
         }
@@ -812,7 +928,13 @@ fn left_shape(w: &mut Walk, left: &[usize]) -> Option<Shape> {
 }
 
 /// Checks `init[i, j] = value` of a weight with the given extents.
-pub(crate) fn check_init(cx: &mut Checker, extents: &[(String, Dim)], indices: &[Ident], value: &Expr, env: &HashMap<String, Const>) -> bool {
+pub(crate) fn check_init(
+    cx: &mut Checker,
+    extents: &[(String, Dim)],
+    indices: &[Ident],
+    value: &Expr,
+    env: &HashMap<String, Const>,
+) -> bool {
     let mut frame = Frame {
         consts: Rc::new(env.clone()),
         members: Rc::new(HashMap::new()),
@@ -858,8 +980,16 @@ pub(crate) fn scan(cx: &mut Checker, frame: &mut Frame, index: &Ident, dim_expr:
             dims.sort();
             let names: Vec<String> = dims.iter().map(|d| format!("`{d}`")).collect();
             cx.report(
-                Diagnostic::error(Code::UnknownScanAxis, format!("scan axis `{n}` is not a dimension"), dim_expr.span, "unknown axis")
-                    .with_note(format!("the dimensions here are {}", if names.is_empty() { "none".into() } else { names.join(", ") })),
+                Diagnostic::error(
+                    Code::UnknownScanAxis,
+                    format!("scan axis `{n}` is not a dimension"),
+                    dim_expr.span,
+                    "unknown axis",
+                )
+                .with_note(format!(
+                    "the dimensions here are {}",
+                    if names.is_empty() { "none".into() } else { names.join(", ") }
+                )),
             );
             return;
         }
@@ -867,7 +997,12 @@ pub(crate) fn scan(cx: &mut Checker, frame: &mut Frame, index: &Ident, dim_expr:
             Some(Value::Dim(d)) => d,
             Some(Value::Const(Const::Int(v))) if v > 0 => Dim::Known(v),
             Some(v) => {
-                cx.report(Diagnostic::error(Code::UnknownScanAxis, "a scan runs over a dimension", dim_expr.span, format!("this is {}", v.describe())));
+                cx.report(Diagnostic::error(
+                    Code::UnknownScanAxis,
+                    "a scan runs over a dimension",
+                    dim_expr.span,
+                    format!("this is {}", v.describe()),
+                ));
                 return;
             }
             None => return,
@@ -889,7 +1024,12 @@ pub(crate) fn scan(cx: &mut Checker, frame: &mut Frame, index: &Ident, dim_expr:
         match &s.kind {
             StmtKind::State { name, indices, init } => {
                 if states.iter().any(|st| st.name.name == name.name) {
-                    cx.report(Diagnostic::error(Code::Duplicate, format!("state `{}` is declared twice", name.name), name.span, "second declaration"));
+                    cx.report(Diagnostic::error(
+                        Code::Duplicate,
+                        format!("state `{}` is declared twice", name.name),
+                        name.span,
+                        "second declaration",
+                    ));
                     continue;
                 }
                 states.push(StateDecl { name, binders: indices, init, span: s.span, updated: None });
@@ -903,8 +1043,13 @@ pub(crate) fn scan(cx: &mut Checker, frame: &mut Frame, index: &Ident, dim_expr:
             }
             StmtKind::Error => {}
             _ => cx.report(
-                Diagnostic::error(Code::MisplacedStatement, "only states, updates and outputs go in a scan", s.span, "not allowed in a scan")
-                    .with_note("compute inputs before the scan and use its outputs after it"),
+                Diagnostic::error(
+                    Code::MisplacedStatement,
+                    "only states, updates and outputs go in a scan",
+                    s.span,
+                    "not allowed in a scan",
+                )
+                .with_note("compute inputs before the scan and use its outputs after it"),
             ),
         }
     }
@@ -938,9 +1083,14 @@ pub(crate) fn scan(cx: &mut Checker, frame: &mut Frame, index: &Ident, dim_expr:
         let st = states.iter_mut().find(|st| st.name.name == name.name).expect("updates name states");
         if let Some(prev) = st.updated {
             cx.report(
-                Diagnostic::error(Code::StateUpdate, format!("state `{}` is updated twice", name.name), u.span, "second update")
-                    .with_label(prev, "first update")
-                    .with_note("each state is updated exactly once per step"),
+                Diagnostic::error(
+                    Code::StateUpdate,
+                    format!("state `{}` is updated twice", name.name),
+                    u.span,
+                    "second update",
+                )
+                .with_label(prev, "first update")
+                .with_note("each state is updated exactly once per step"),
             );
             continue;
         }
@@ -956,8 +1106,13 @@ pub(crate) fn scan(cx: &mut Checker, frame: &mut Frame, index: &Ident, dim_expr:
         }
         if let Some(i) = indices.iter().find(|i| i.name == index.name) {
             cx.report(
-                Diagnostic::error(Code::StateThroughScanIndex, format!("state `{}` is indexed by the scan index", name.name), i.span, "the scan index")
-                    .with_note("a state has no scan axis; outputs do"),
+                Diagnostic::error(
+                    Code::StateThroughScanIndex,
+                    format!("state `{}` is indexed by the scan index", name.name),
+                    i.span,
+                    "the scan index",
+                )
+                .with_note("a state has no scan axis; outputs do"),
             );
             continue;
         }
@@ -968,8 +1123,13 @@ pub(crate) fn scan(cx: &mut Checker, frame: &mut Frame, index: &Ident, dim_expr:
     for st in &states {
         if st.updated.is_none() {
             cx.report(
-                Diagnostic::error(Code::StateUpdate, format!("state `{}` is never updated", st.name.name), st.name.span, "declared here")
-                    .with_help(format!("update it in the scan: `{}[...] = ...`", st.name.name)),
+                Diagnostic::error(
+                    Code::StateUpdate,
+                    format!("state `{}` is never updated", st.name.name),
+                    st.name.span,
+                    "declared here",
+                )
+                .with_help(format!("update it in the scan: `{}[...] = ...`", st.name.name)),
             );
         }
         // The initial value: a constant, or a tensor that broadcasts to the state.
@@ -981,7 +1141,12 @@ pub(crate) fn scan(cx: &mut Checker, frame: &mut Frame, index: &Ident, dim_expr:
                     cx.report(
                         Diagnostic::error(
                             Code::StateInit,
-                            format!("the initial value {} does not broadcast to state `{}` {}", shape_str(&t.ty.shape), st.name.name, shape_str(&shape)),
+                            format!(
+                                "the initial value {} does not broadcast to state `{}` {}",
+                                shape_str(&t.ty.shape),
+                                st.name.name,
+                                shape_str(&shape)
+                            ),
                             st.init.span,
                             format!("this is {}", shape_str(&t.ty.shape)),
                         )
@@ -990,7 +1155,12 @@ pub(crate) fn scan(cx: &mut Checker, frame: &mut Frame, index: &Ident, dim_expr:
                 }
                 taint = causal::join(&taint, &t.taint);
             }
-            Some(v) => cx.report(Diagnostic::error(Code::StateInit, "a state starts from a constant or a tensor", st.init.span, format!("this is {}", v.describe()))),
+            Some(v) => cx.report(Diagnostic::error(
+                Code::StateInit,
+                "a state starts from a constant or a tensor",
+                st.init.span,
+                format!("this is {}", v.describe()),
+            )),
         }
     }
     if cx.diags.len() > errors_before {
@@ -1013,7 +1183,12 @@ pub(crate) fn scan(cx: &mut Checker, frame: &mut Frame, index: &Ident, dim_expr:
             continue;
         }
         if bound.iter().any(|(n, _)| n == &name.name) {
-            cx.report(Diagnostic::error(Code::Duplicate, format!("output `{}` is defined twice in the scan", name.name), name.span, "second definition"));
+            cx.report(Diagnostic::error(
+                Code::Duplicate,
+                format!("output `{}` is defined twice in the scan", name.name),
+                name.span,
+                "second definition",
+            ));
             continue;
         }
         if let Some((shape, t)) = scan_stmt(cx, frame, &infos, index, &dim, indices, value, cond.as_ref(), true) {
@@ -1053,7 +1228,12 @@ fn scan_stmt(
             continue;
         }
         if left.iter().any(|&id: &usize| w.vars[id].name == b.name) {
-            w.error(Diagnostic::error(Code::RepeatedIndex, format!("index `{}` appears twice on the left", b.name), b.span, "repeated"));
+            w.error(Diagnostic::error(
+                Code::RepeatedIndex,
+                format!("index `{}` appears twice on the left", b.name),
+                b.span,
+                "repeated",
+            ));
             continue;
         }
         left.push(w.push_var(b, Kind::Left, None));

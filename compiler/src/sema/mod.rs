@@ -32,7 +32,11 @@ pub enum InitSpec {
     Normal(f64),
     Uniform(f64, f64),
     /// `init[i, j] = expr`, with the constants of the declaring layer.
-    Indexed { indices: Vec<String>, expr: Expr, consts: Vec<(String, Const)> },
+    Indexed {
+        indices: Vec<String>,
+        expr: Expr,
+        consts: Vec<(String, Const)>,
+    },
 }
 
 impl InitSpec {
@@ -217,8 +221,13 @@ pub fn check(
             ast::Item::Layer(l) => {
                 if let Some(prev) = user_layers.insert(&l.name.name, l.name.span) {
                     cx.report(
-                        Diagnostic::error(Code::Duplicate, format!("layer `{}` is defined twice", l.name.name), l.name.span, "second definition")
-                            .with_label(prev, "first definition"),
+                        Diagnostic::error(
+                            Code::Duplicate,
+                            format!("layer `{}` is defined twice", l.name.name),
+                            l.name.span,
+                            "second definition",
+                        )
+                        .with_label(prev, "first definition"),
                     );
                 }
                 cx.defs.insert(&l.name.name, l);
@@ -297,8 +306,13 @@ impl<'a> Checker<'a> {
         let mut once = |cx: &mut Checker, what: &'static str, span: Span| {
             if let Some(prev) = seen.insert(what, span) {
                 cx.report(
-                    Diagnostic::error(Code::DuplicateSection, format!("a model has one `{what}` block"), span, "second block")
-                        .with_label(prev, "first block"),
+                    Diagnostic::error(
+                        Code::DuplicateSection,
+                        format!("a model has one `{what}` block"),
+                        span,
+                        "second block",
+                    )
+                    .with_label(prev, "first block"),
                 );
             }
         };
@@ -325,8 +339,13 @@ impl<'a> Checker<'a> {
             };
             if let Some(prev) = io_names.insert(&io.name.name, io.name.span) {
                 self.report(
-                    Diagnostic::error(Code::Duplicate, format!("`{}` is declared twice", io.name.name), io.name.span, "second declaration")
-                        .with_label(prev, "first declaration"),
+                    Diagnostic::error(
+                        Code::Duplicate,
+                        format!("`{}` is declared twice", io.name.name),
+                        io.name.span,
+                        "second declaration",
+                    )
+                    .with_label(prev, "first declaration"),
                 );
             }
             let Some(shape) = self.type_dims(&io.ty.dims, &lookup, &mut HashMap::new(), true) else { continue };
@@ -359,15 +378,17 @@ impl<'a> Checker<'a> {
         }
 
         // Forward.
-        let forwards: Vec<&ast::ForwardDef> = m
-            .members
-            .iter()
-            .filter_map(|mm| if let ModelMember::Forward(f) = mm { Some(f) } else { None })
-            .collect();
+        let forwards: Vec<&ast::ForwardDef> =
+            m.members.iter().filter_map(|mm| if let ModelMember::Forward(f) = mm { Some(f) } else { None }).collect();
         match forwards.first() {
             None => self.report(
-                Diagnostic::error(Code::NoForward, format!("model `{}` has no forward", m.name.name), m.name.span, "no `forward { ... }`")
-                    .with_help("add `forward { ... }` that assigns every output"),
+                Diagnostic::error(
+                    Code::NoForward,
+                    format!("model `{}` has no forward", m.name.name),
+                    m.name.span,
+                    "no `forward { ... }`",
+                )
+                .with_help("add `forward { ... }` that assigns every output"),
             ),
             Some(f) => {
                 if let Some(ps) = &f.params {
@@ -585,8 +606,13 @@ impl<'a> Checker<'a> {
         if let Some(&prev) = self.weight_index.get(name) {
             let prev_span = self.weights[prev].span;
             self.report(
-                Diagnostic::error(Code::DuplicateWeight, format!("two weights are named `{name}`"), span, "second declaration")
-                    .with_label(prev_span, "first declaration"),
+                Diagnostic::error(
+                    Code::DuplicateWeight,
+                    format!("two weights are named `{name}`"),
+                    span,
+                    "second declaration",
+                )
+                .with_label(prev_span, "first declaration"),
             );
             return None;
         }
@@ -636,7 +662,9 @@ impl<'a> Checker<'a> {
                 Err(mut diag) => {
                     ok = false;
                     if diag.code == Code::UnknownName && !allow_symbols {
-                        diag = diag.with_note("symbolic dimensions (`B`, `L`) are only allowed on inputs and forward parameters");
+                        diag = diag.with_note(
+                            "symbolic dimensions (`B`, `L`) are only allowed on inputs and forward parameters",
+                        );
                     } else if diag.code == Code::UnknownName {
                         diag = diag.with_note("symbolic dimensions start with a capital letter (`B`, `L`)");
                     }
@@ -664,7 +692,13 @@ impl<'a> Checker<'a> {
         Some(out)
     }
 
-    fn init_spec(&mut self, init: Option<&ast::Init>, shape: &[i64], env: &HashMap<String, Const>, span: Span) -> Option<InitSpec> {
+    fn init_spec(
+        &mut self,
+        init: Option<&ast::Init>,
+        shape: &[i64],
+        env: &HashMap<String, Const>,
+        span: Span,
+    ) -> Option<InitSpec> {
         let lookup = |n: &str| env.get(n).cloned();
         match init {
             None => Some(InitSpec::Default(DefaultInit::Zeros)),
@@ -718,7 +752,11 @@ impl<'a> Checker<'a> {
                     self.report(
                         Diagnostic::error(
                             Code::BadInit,
-                            format!("`init` lists {} indices for a weight of {} dimensions", indices.len(), shape.len()),
+                            format!(
+                                "`init` lists {} indices for a weight of {} dimensions",
+                                indices.len(),
+                                shape.len()
+                            ),
                             *init_span,
                             "wrong number of indices",
                         )
@@ -733,7 +771,11 @@ impl<'a> Checker<'a> {
                 }
                 let mut consts: Vec<(String, Const)> = env.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
                 consts.sort_by(|a, b| a.0.cmp(&b.0));
-                Some(InitSpec::Indexed { indices: indices.iter().map(|i| i.name.clone()).collect(), expr: value.clone(), consts })
+                Some(InitSpec::Indexed {
+                    indices: indices.iter().map(|i| i.name.clone()).collect(),
+                    expr: value.clone(),
+                    consts,
+                })
             }
         }
     }
@@ -774,8 +816,16 @@ impl<'a> Checker<'a> {
             None => match Builtin::lookup(name) {
                 Some(b) => LayerKind::Builtin(b),
                 None => {
-                    let mut d = Diagnostic::error(Code::UnknownLayer, format!("unknown layer `{name}`"), call.callee.span, "no such layer");
-                    if let Some(best) = closest(name, self.defs.keys().copied().chain(["linear", "embed", "rmsnorm", "layernorm", "conv1d"])) {
+                    let mut d = Diagnostic::error(
+                        Code::UnknownLayer,
+                        format!("unknown layer `{name}`"),
+                        call.callee.span,
+                        "no such layer",
+                    );
+                    if let Some(best) = closest(
+                        name,
+                        self.defs.keys().copied().chain(["linear", "embed", "rmsnorm", "layernorm", "conv1d"]),
+                    ) {
                         d = d.with_help(format!("did you mean `{best}`?"));
                     }
                     self.report(d);
@@ -812,7 +862,13 @@ impl<'a> Checker<'a> {
                         ));
                         continue;
                     }
-                    if let Some(w) = self.add_weight(&join(path, wname), builtins::WEIGHT_DTYPE, shape, InitSpec::Default(init), call.span) {
+                    if let Some(w) = self.add_weight(
+                        &join(path, wname),
+                        builtins::WEIGHT_DTYPE,
+                        shape,
+                        InitSpec::Default(init),
+                        call.span,
+                    ) {
                         self.instances[id].members.insert(wname.to_string(), Member::Tensor(w));
                     }
                 }
@@ -861,7 +917,12 @@ impl<'a> Checker<'a> {
     }
 
     /// Binds a call's arguments to the layer's parameters, defaults filled in.
-    fn bind_params(&mut self, kind: LayerKind<'a>, call: &ast::Call, caller: consts::Lookup) -> Option<HashMap<String, Const>> {
+    fn bind_params(
+        &mut self,
+        kind: LayerKind<'a>,
+        call: &ast::Call,
+        caller: consts::Lookup,
+    ) -> Option<HashMap<String, Const>> {
         struct P<'p> {
             name: String,
             ty: String,
@@ -879,22 +940,37 @@ impl<'a> Checker<'a> {
                 for p in &def.params {
                     if let Some(prev) = seen.insert(&p.name.name, p.name.span) {
                         self.report(
-                            Diagnostic::error(Code::Duplicate, format!("parameter `{}` is declared twice", p.name.name), p.name.span, "second declaration")
-                                .with_label(prev, "first declaration"),
+                            Diagnostic::error(
+                                Code::Duplicate,
+                                format!("parameter `{}` is declared twice", p.name.name),
+                                p.name.span,
+                                "second declaration",
+                            )
+                            .with_label(prev, "first declaration"),
                         );
                         return None;
                     }
                     if !matches!(p.ty.name.as_str(), "int" | "float" | "bool") {
                         self.report(
-                            Diagnostic::error(Code::DtypeMismatch, format!("unknown parameter type `{}`", p.ty.name), p.ty.span, "not a parameter type")
-                                .with_note("parameters are `int`, `float` or `bool`"),
+                            Diagnostic::error(
+                                Code::DtypeMismatch,
+                                format!("unknown parameter type `{}`", p.ty.name),
+                                p.ty.span,
+                                "not a parameter type",
+                            )
+                            .with_note("parameters are `int`, `float` or `bool`"),
                         );
                         return None;
                     }
                 }
                 def.params
                     .iter()
-                    .map(|p| P { name: p.name.name.clone(), ty: p.ty.name.clone(), default: p.default.as_ref().map(Err), span: p.span })
+                    .map(|p| P {
+                        name: p.name.name.clone(),
+                        ty: p.ty.name.clone(),
+                        default: p.default.as_ref().map(Err),
+                        span: p.span,
+                    })
                     .collect()
             }
         };
@@ -907,7 +983,11 @@ impl<'a> Checker<'a> {
                 None => {
                     self.report(Diagnostic::error(
                         Code::BadArguments,
-                        format!("`{layer_name}` takes {} parameters, found {} arguments", params.len(), call.args.len()),
+                        format!(
+                            "`{layer_name}` takes {} parameters, found {} arguments",
+                            params.len(),
+                            call.args.len()
+                        ),
                         arg.value.span,
                         "extra argument",
                     ));
@@ -919,8 +999,13 @@ impl<'a> Checker<'a> {
                     None => {
                         let names: Vec<&str> = params.iter().map(|p| p.name.as_str()).collect();
                         self.report(
-                            Diagnostic::error(Code::BadArguments, format!("`{layer_name}` has no parameter `{}`", n.name), n.span, "unknown parameter")
-                                .with_note(format!("its parameters are: {}", names.join(", "))),
+                            Diagnostic::error(
+                                Code::BadArguments,
+                                format!("`{layer_name}` has no parameter `{}`", n.name),
+                                n.span,
+                                "unknown parameter",
+                            )
+                            .with_note(format!("its parameters are: {}", names.join(", "))),
                         );
                         ok = false;
                         continue;
@@ -983,7 +1068,8 @@ impl<'a> Checker<'a> {
                 ("int", v @ Const::Int(_)) | ("float", v @ Const::Float(_)) | ("bool", v @ Const::Bool(_)) => v,
                 (ty, v) => {
                     self.report(
-                        consts::type_error(span, ty, &v).with_note(format!("parameter `{}` of `{layer_name}` is {ty}", p.name)),
+                        consts::type_error(span, ty, &v)
+                            .with_note(format!("parameter `{}` of `{layer_name}` is {ty}", p.name)),
                     );
                     return None;
                 }

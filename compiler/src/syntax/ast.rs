@@ -212,19 +212,47 @@ pub struct Stmt {
 #[derive(Clone, Debug)]
 pub enum StmtKind {
     /// `let a = e` or `let a, b = split(...)`
-    Let { names: Vec<Ident>, value: Expr },
+    Let {
+        names: Vec<Ident>,
+        value: Expr,
+    },
     /// `let s[b, i, j in L] = e [where c]`
-    Define { name: Ident, indices: Vec<IndexBinder>, value: Expr, cond: Option<Expr> },
+    Define {
+        name: Ident,
+        indices: Vec<IndexBinder>,
+        value: Expr,
+        cond: Option<Expr>,
+    },
     /// `x = e`
-    Assign { name: Ident, value: Expr },
+    Assign {
+        name: Ident,
+        value: Expr,
+    },
     /// `h[b, d, n] = e [where c]`: a scan update or output.
-    IndexedAssign { name: Ident, indices: Vec<Ident>, value: Expr, cond: Option<Expr> },
+    IndexedAssign {
+        name: Ident,
+        indices: Vec<Ident>,
+        value: Expr,
+        cond: Option<Expr>,
+    },
     /// `state h[b, d, n] = init`
-    State { name: Ident, indices: Vec<Ident>, init: Expr },
+    State {
+        name: Ident,
+        indices: Vec<Ident>,
+        init: Expr,
+    },
     /// `for blk in layers { ... }`
-    For { var: Ident, group: Expr, body: Vec<Stmt> },
+    For {
+        var: Ident,
+        group: Expr,
+        body: Vec<Stmt>,
+    },
     /// `scan l in L { ... }`
-    Scan { index: Ident, dim: Expr, body: Vec<Stmt> },
+    Scan {
+        index: Ident,
+        dim: Expr,
+        body: Vec<Stmt>,
+    },
     Return(Expr),
     /// What remains of a statement the parser recovered from.
     Error,
@@ -320,16 +348,30 @@ pub enum ExprKind {
     Member(Box<Expr>, Ident),
     /// `f(a, k = v)`; builtin reductions written as functions (`max(a, b)`) are
     /// calls of the name `max`.
-    Call { callee: Box<Expr>, args: Vec<Arg> },
+    Call {
+        callee: Box<Expr>,
+        args: Vec<Arg>,
+    },
     /// `x[b, l - 1, d]`
-    Index { base: Box<Expr>, indices: Vec<Expr> },
+    Index {
+        base: Box<Expr>,
+        indices: Vec<Expr>,
+    },
     /// `[d_inner, d_inner]`
     List(Vec<Expr>),
     Unary(UnOp, Box<Expr>),
     Binary(BinOp, Box<Expr>, Box<Expr>),
-    If { cond: Box<Expr>, then: Box<Expr>, otherwise: Box<Expr> },
+    If {
+        cond: Box<Expr>,
+        then: Box<Expr>,
+        otherwise: Box<Expr>,
+    },
     /// `sum[n] body`; the body extends as far right as possible.
-    Reduce { op: ReduceOp, indices: Vec<Ident>, body: Box<Expr> },
+    Reduce {
+        op: ReduceOp,
+        indices: Vec<Ident>,
+        body: Box<Expr>,
+    },
     /// What remains of an expression the parser recovered from.
     Error,
 }

@@ -381,8 +381,13 @@ fn lex_error(file: FileId, src: &str, range: std::ops::Range<usize>, err: LexErr
         ),
         LexError::InvalidEscape(offset) => {
             let at = range.start + 1 + offset;
-            Diagnostic::error(Code::InvalidEscape, "invalid escape in string", Span::new(file, at, at + 2), "unknown escape")
-                .with_note("the only escapes are `\\\"` and `\\\\`")
+            Diagnostic::error(
+                Code::InvalidEscape,
+                "invalid escape in string",
+                Span::new(file, at, at + 2),
+                "unknown escape",
+            )
+            .with_note("the only escapes are `\\\"` and `\\\\`")
         }
         LexError::UnterminatedComment => Diagnostic::error(
             Code::UnterminatedComment,

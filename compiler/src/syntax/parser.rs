@@ -31,7 +31,12 @@ pub(crate) fn mk<'a>(kind: ExprKind, span: Span) -> Result<Expr, ParseError<usiz
     Ok(e)
 }
 
-pub(crate) fn bin<'a>(op: BinOp, a: Expr, b: Expr, span: Span) -> Result<Expr, ParseError<usize, Token<'a>, UserError>> {
+pub(crate) fn bin<'a>(
+    op: BinOp,
+    a: Expr,
+    b: Expr,
+    span: Span,
+) -> Result<Expr, ParseError<usize, Token<'a>, UserError>> {
     mk(ExprKind::Binary(op, Box::new(a), Box::new(b)), span)
 }
 
@@ -51,7 +56,11 @@ pub(crate) fn args_ok<'a>(args: &[Arg]) -> Result<(), ParseError<usize, Token<'a
 
 /// `init E` or `init [i, j] = E`: the bracket list is parsed as an expression and
 /// must then be a list of plain index names.
-pub(crate) fn init_of<'a>(head: Expr, value: Option<Expr>, span: Span) -> Result<Init, ParseError<usize, Token<'a>, UserError>> {
+pub(crate) fn init_of<'a>(
+    head: Expr,
+    value: Option<Expr>,
+    span: Span,
+) -> Result<Init, ParseError<usize, Token<'a>, UserError>> {
     let Some(value) = value else { return Ok(Init::Value(head)) };
     let ExprKind::List(items) = &head.kind else {
         return Err(ParseError::User { error: UserError::InitIndices(head.span) });
@@ -91,12 +100,15 @@ pub fn parse(file: FileId, src: &str) -> (File, Vec<Diagnostic>) {
         Ok(mut ast) => {
             ast.comments = comments;
             if ast.items.is_empty() && diags.is_empty() {
-                diags.push(Diagnostic::error(
-                    Code::EmptyFile,
-                    "the file defines nothing",
-                    Span::new(file, 0, 0),
-                    "expected `layer` or `model`",
-                ).with_note("a `.seq` file holds at least one `layer` or `model`"));
+                diags.push(
+                    Diagnostic::error(
+                        Code::EmptyFile,
+                        "the file defines nothing",
+                        Span::new(file, 0, 0),
+                        "expected `layer` or `model`",
+                    )
+                    .with_note("a `.seq` file holds at least one `layer` or `model`"),
+                );
             }
             (ast, diags)
         }
@@ -154,8 +166,18 @@ fn check_nesting(file: FileId, tokens: &[lexer::Spanned<'_>]) -> Option<Diagnost
     None
 }
 
-const SOFT_KEYWORDS: &[&str] =
-    &["\"model\"", "\"layer\"", "\"config\"", "\"input\"", "\"output\"", "\"weights\"", "\"weight\"", "\"forward\"", "\"state\"", "\"init\""];
+const SOFT_KEYWORDS: &[&str] = &[
+    "\"model\"",
+    "\"layer\"",
+    "\"config\"",
+    "\"input\"",
+    "\"output\"",
+    "\"weights\"",
+    "\"weight\"",
+    "\"forward\"",
+    "\"state\"",
+    "\"init\"",
+];
 
 fn describe_expected(expected: &[String]) -> String {
     let has = |t: &str| expected.iter().any(|e| e == t);

@@ -150,7 +150,9 @@ impl Printer<'_> {
             }
             prev = Some(kind);
             match m {
-                LayerMember::Let(c) => self.line(&format!("let {}", const_def(c)), c.span.start as usize, c.span.end as usize),
+                LayerMember::Let(c) => {
+                    self.line(&format!("let {}", const_def(c)), c.span.start as usize, c.span.end as usize)
+                }
                 LayerMember::Weight(w) => {
                     self.line(&format!("weight {}", weight_decl(w)), w.span.start as usize, w.span.end as usize)
                 }
@@ -407,13 +409,12 @@ fn expr(e: &Expr, min: u8, closed: bool) -> String {
             let left_min = if op.is_comparison() { p + 1 } else { p };
             format!("{} {} {}", expr(a, left_min, true), op.symbol(), expr(b, p + 1, closed && !parens))
         }
-        ExprKind::If { cond, then, otherwise } => format!(
-            "if {} then {} else {}",
-            expr(cond, 0, false),
-            expr(then, 0, false),
-            expr(otherwise, 0, false)
-        ),
-        ExprKind::Reduce { op, indices, body } => format!("{}[{}] {}", op.name(), idents(indices), expr(body, 0, false)),
+        ExprKind::If { cond, then, otherwise } => {
+            format!("if {} then {} else {}", expr(cond, 0, false), expr(then, 0, false), expr(otherwise, 0, false))
+        }
+        ExprKind::Reduce { op, indices, body } => {
+            format!("{}[{}] {}", op.name(), idents(indices), expr(body, 0, false))
+        }
         ExprKind::Error => "/* error */".to_string(),
     };
     if parens {

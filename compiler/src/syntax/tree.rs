@@ -85,7 +85,9 @@ impl Tree<'_> {
                 let init = match init {
                     None => String::new(),
                     Some(Init::Value(e)) => format!(" (init {})", sexpr(e)),
-                    Some(Init::Indexed { indices, value, .. }) => format!(" (init [{}] {})", names(indices), sexpr(value)),
+                    Some(Init::Indexed { indices, value, .. }) => {
+                        format!(" (init [{}] {})", names(indices), sexpr(value))
+                    }
                 };
                 format!("weight {} {}{init}", w.name.name, ty(t))
             }
@@ -123,7 +125,9 @@ impl Tree<'_> {
                 StmtKind::IndexedAssign { name, indices, value, cond } => {
                     format!("assign {}[{}] {}{}", name.name, names(indices), sexpr(value), cond_text(cond))
                 }
-                StmtKind::State { name, indices, init } => format!("state {}[{}] {}", name.name, names(indices), sexpr(init)),
+                StmtKind::State { name, indices, init } => {
+                    format!("state {}[{}] {}", name.name, names(indices), sexpr(init))
+                }
                 StmtKind::For { var, group, body } => {
                     self.node(depth, s.span, format!("for {} in {}", var.name, sexpr(group)));
                     self.stmts(depth + 1, body);
