@@ -905,7 +905,7 @@ impl<'a> Checker<'a> {
                                 break;
                             }
                         }
-                        ast::LayerMember::Forward(_) => {}
+                        ast::LayerMember::Forward(_) | ast::LayerMember::Error => {}
                     }
                 }
                 self.instances[id].consts = consts;

@@ -58,6 +58,8 @@ pub enum LayerMember {
     /// `weight NAME: ...`
     Weight(WeightDecl),
     Forward(ForwardDef),
+    /// What remains of a member the parser recovered from.
+    Error,
 }
 
 /// `NAME = EXPR` as a constant (layer `let`, config entry).
@@ -165,11 +167,16 @@ pub struct ModelDef {
 
 #[derive(Clone, Debug)]
 pub enum ModelMember {
-    Config { entries: Vec<ConstDef>, span: Span },
+    Config {
+        entries: Vec<ConstDef>,
+        span: Span,
+    },
     Input(IoDecl),
     Output(IoDecl),
     Weights(WeightsBlock),
     Forward(ForwardDef),
+    /// What remains of a member the parser recovered from.
+    Error,
 }
 
 /// `input NAME: TYPE` or `output NAME: TYPE`.

@@ -144,6 +144,7 @@ impl Printer<'_> {
                 LayerMember::Let(_) => 0,
                 LayerMember::Weight(_) => 1,
                 LayerMember::Forward(_) => 2,
+                LayerMember::Error => continue, // only error-free files are printed
             };
             if prev.is_some_and(|p| p != kind || kind == 2) {
                 self.out.push('\n');
@@ -157,6 +158,7 @@ impl Printer<'_> {
                     self.line(&format!("weight {}", weight_decl(w)), w.span.start as usize, w.span.end as usize)
                 }
                 LayerMember::Forward(f) => self.forward(f),
+                LayerMember::Error => {}
             }
         }
         self.close(l.span.end as usize);
@@ -171,6 +173,7 @@ impl Printer<'_> {
                 ModelMember::Input(_) | ModelMember::Output(_) => 1,
                 ModelMember::Weights(_) => 2,
                 ModelMember::Forward(_) => 3,
+                ModelMember::Error => continue,
             };
             if prev.is_some_and(|p| p != kind || kind != 1) {
                 self.out.push('\n');
@@ -204,6 +207,7 @@ impl Printer<'_> {
                     self.close(w.span.end as usize);
                 }
                 ModelMember::Forward(f) => self.forward(f),
+                ModelMember::Error => {}
             }
         }
         self.close(m.span.end as usize);

@@ -39,6 +39,7 @@ impl Tree<'_> {
                 LayerMember::Let(c) => self.node(1, c.span, format!("let {} {}", c.name.name, sexpr(&c.value))),
                 LayerMember::Weight(w) => self.weight(1, w),
                 LayerMember::Forward(f) => self.forward(1, f),
+                LayerMember::Error => {}
             }
         }
     }
@@ -61,6 +62,7 @@ impl Tree<'_> {
                     self.entries(2, &w.entries);
                 }
                 ModelMember::Forward(f) => self.forward(1, f),
+                ModelMember::Error => {}
             }
         }
     }
