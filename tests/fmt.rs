@@ -40,6 +40,28 @@ fn examples_and_prelude_round_trip() {
 }
 
 #[test]
+fn prelude_is_formatted() {
+    let src = seqc_compiler::prelude::SOURCE;
+    let (ast, _) = syntax::parse(FileId(0), src);
+    assert_eq!(src, print::print_file(&ast, src), "the prelude is not in canonical form");
+}
+
+#[test]
+fn long_statements_break_like_the_language_page() {
+    let src = "layer a(d: int) {\n  forward(x: f32[B, L, d]) -> f32[B, L, d] {\n    let y[b, l, e] = x[b, l, e] * x[b, l, e] * x[b, l, e] * x[b, l, e] + x[b, l, e] * x[b, l, e] * x[b, l, e] - x[b, l, e] where e <= l\n    return y\n  }\n}\n";
+    let (ast, diags) = syntax::parse(FileId(1), src);
+    assert!(diags.is_empty());
+    let printed = print::print_file(&ast, src);
+    let expected = "    let y[b, l, e] = x[b, l, e] * x[b, l, e] * x[b, l, e] * x[b, l, e]
+                   + x[b, l, e] * x[b, l, e] * x[b, l, e]
+                   - x[b, l, e]
+        where e <= l
+";
+    assert!(printed.contains(expected), "{printed}");
+    round_trip("long", &printed);
+}
+
+#[test]
 fn examples_are_formatted() {
     for entry in std::fs::read_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("dsl-examples")).unwrap() {
         let path = entry.unwrap().path();

@@ -256,10 +256,11 @@ impl Printer<'_> {
 
     fn stmt(&mut self, s: &Stmt) {
         let (start, end) = (s.span.start as usize, s.span.end as usize);
-        let text = match &s.kind {
+        // A definition is a head, a value and an optional condition.
+        let (head, value, cond) = match &s.kind {
             StmtKind::Let { names, value } => {
                 let names: Vec<&str> = names.iter().map(|n| n.name.as_str()).collect();
-                format!("let {} = {}", names.join(", "), expr(value, 0, false))
+                (format!("let {}", names.join(", ")), value, &None)
             }
             StmtKind::Define { name, indices, value, cond } => {
                 let idx: Vec<String> = indices
@@ -269,14 +270,14 @@ impl Printer<'_> {
                         None => b.name.name.clone(),
                     })
                     .collect();
-                format!("let {}[{}] = {}{}", name.name, idx.join(", "), expr(value, 0, false), where_clause(cond))
+                (format!("let {}[{}]", name.name, idx.join(", ")), value, cond)
             }
-            StmtKind::Assign { name, value } => format!("{} = {}", name.name, expr(value, 0, false)),
+            StmtKind::Assign { name, value } => (name.name.clone(), value, &None),
             StmtKind::IndexedAssign { name, indices, value, cond } => {
-                format!("{}[{}] = {}{}", name.name, idents(indices), expr(value, 0, false), where_clause(cond))
+                (format!("{}[{}]", name.name, idents(indices)), value, cond)
             }
             StmtKind::State { name, indices, init } => {
-                format!("state {}[{}] = {}", name.name, idents(indices), expr(init, 0, false))
+                (format!("state {}[{}]", name.name, idents(indices)), init, &None)
             }
             StmtKind::For { var, group, body } => {
                 self.open(&format!("for {} in {}", var.name, expr(group, 0, false)), start);
@@ -290,11 +291,64 @@ impl Printer<'_> {
                 self.close(end);
                 return;
             }
-            StmtKind::Return(e) => format!("return {}", expr(e, 0, false)),
-            StmtKind::Error => "/* error */".to_string(),
+            StmtKind::Return(e) => {
+                self.line(&format!("return {}", expr(e, 0, false)), start, end);
+                return;
+            }
+            StmtKind::Error => {
+                self.line("/* error */", start, end);
+                return;
+            }
         };
+        let one_line = format!("{head} = {}{}", expr(value, 0, false), where_clause(cond));
+        if self.indent * 2 + one_line.len() <= MAX_WIDTH {
+            self.line(&one_line, start, end);
+            return;
+        }
+        // Too long: `where` on a line of its own, and a top-level sum broken before
+        // each `+` or `-`, aligned under the `=` (LANGUAGE.md's own layout).
+        let pad = " ".repeat(head.len() + 1);
+        let mut text = format!("{head} = {}", expr(value, 0, false));
+        if self.indent * 2 + text.len() > MAX_WIDTH {
+            if let Some((first, rest)) = chain_terms(value, &[BinOp::Add, BinOp::Sub], 4)
+                .or_else(|| chain_terms(value, &[BinOp::Mul, BinOp::Div], 5))
+            {
+                text = format!("{head} = {first}");
+                for (op, term) in rest {
+                    text.push_str(&format!("\n{}{pad}{op} {term}", "  ".repeat(self.indent)));
+                }
+            }
+        }
+        if let Some(c) = cond {
+            text.push_str(&format!("\n{}    where {}", "  ".repeat(self.indent), expr(c, 0, false)));
+        }
         self.line(&text, start, end);
     }
+}
+
+/// Lines longer than this are broken where the grammar allows it nicely.
+const MAX_WIDTH: usize = 100;
+
+/// A top-level chain `a + b - c` (or `a * b / c`) as its first term and the
+/// `(op, term)` pairs after it, each printed exactly as inside the whole
+/// expression; `level` is the chain's precedence.
+fn chain_terms(e: &Expr, ops: &[BinOp], level: u8) -> Option<(String, Vec<(&'static str, String)>)> {
+    let mut spine = Vec::new();
+    let mut cur = e;
+    while let ExprKind::Binary(op, a, b) = &cur.kind {
+        if !ops.contains(op) {
+            break;
+        }
+        spine.push((op.symbol(), b.as_ref()));
+        cur = a;
+    }
+    if spine.is_empty() {
+        return None;
+    }
+    spine.reverse();
+    let last = spine.len() - 1;
+    let rest = spine.into_iter().enumerate().map(|(i, (op, t))| (op, expr(t, level + 1, i != last))).collect();
+    Some((expr(cur, level, true), rest))
 }
 
 fn idents(ids: &[Ident]) -> String {
