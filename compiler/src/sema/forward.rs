@@ -113,6 +113,19 @@ pub(crate) fn check_layer_alone(cx: &mut Checker, id: InstId) {
         let Some(shape) = cx.type_dims(&p.ty.dims, &lookup, &mut dims, true) else { return };
         vars.insert(p.name.name.clone(), Value::Tensor(Tensor::plain(TensorTy { dtype: p.ty.dtype, shape })));
     }
+    run_layer_forward(cx, id, f, consts, dims, vars);
+}
+
+/// Checks a layer instance's forward body with its parameters bound; returns
+/// what it returns.
+fn run_layer_forward(
+    cx: &mut Checker,
+    id: InstId,
+    f: &ast::ForwardDef,
+    consts: Rc<HashMap<String, Const>>,
+    dims: HashMap<String, Dim>,
+    vars: HashMap<String, Value>,
+) -> Option<Tensor> {
     let mut frame = Frame {
         consts,
         members: Rc::new(cx.instances[id].members.clone()),
@@ -124,8 +137,9 @@ pub(crate) fn check_layer_alone(cx: &mut Checker, id: InstId) {
     };
     cx.sites.push(cx.instances[id].site);
     let ret = stmts(cx, &mut frame, &f.body);
+    let out = if cx.aborted { None } else { check_return(cx, f, ret, &frame) };
     cx.sites.pop();
-    check_return(cx, f, ret, &frame);
+    out
 }
 
 fn layer_forward<'a>(cx: &mut Checker, def: &'a ast::LayerDef) -> Option<&'a ast::ForwardDef> {
@@ -1282,20 +1296,7 @@ fn layer_call(
                     Value::Tensor(Tensor { ty: TensorTy { dtype: t.ty.dtype, shape: want }, ..t }),
                 );
             }
-            let mut inner = Frame {
-                consts,
-                members: Rc::new(cx.instances[id].members.clone()),
-                dims,
-                vars: vec![vars],
-                outputs: HashMap::new(),
-                is_layer: true,
-                expired_states: Vec::new(),
-            };
-            cx.sites.push(cx.instances[id].site);
-            let ret = stmts(cx, &mut inner, &f.body);
-            let out = if cx.aborted { None } else { check_return(cx, f, ret, &inner) };
-            cx.sites.pop();
-            out.map(Value::Tensor)
+            run_layer_forward(cx, id, f, consts, dims, vars).map(Value::Tensor)
         }
     }
 }

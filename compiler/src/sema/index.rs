@@ -204,6 +204,27 @@ impl<'w, 'a> Walk<'w, 'a> {
         }
     }
 
+    /// Walks a definition's value and its `where`: the condition's bounds apply
+    /// to the value's reductions, and it sees the left and reduction indices.
+    fn definition(&mut self, value: &Expr, cond: Option<&Expr>) -> Scalar {
+        if let Some(c) = cond {
+            let mut bounds = Vec::new();
+            self.bounds_of(c, &mut bounds);
+            self.where_bounds = bounds;
+        }
+        let s = self.scalar(value);
+        self.number(&s, value.span);
+        if let Some(c) = cond {
+            let extra: Vec<usize> = (0..self.vars.len()).filter(|id| self.vars[*id].kind == Kind::Reduce).collect();
+            let base = self.scope.len();
+            self.scope.extend(extra);
+            let sc = self.scalar(c);
+            self.boolean(&sc, c.span);
+            self.scope.truncate(base);
+        }
+        s
+    }
+
     // ---------------------------------------------------------- expressions
 
     fn scalar(&mut self, e: &Expr) -> Scalar {
@@ -862,22 +883,7 @@ pub(crate) fn define(
         }
         left.push(w.push_var(&b.name, Kind::Left, ext));
     }
-    if let Some(c) = cond {
-        let mut bounds = Vec::new();
-        w.bounds_of(c, &mut bounds);
-        w.where_bounds = bounds;
-    }
-    let s = w.scalar(value);
-    w.number(&s, value.span);
-    if let Some(c) = cond {
-        // The condition sees the left indices and the value's reduction indices.
-        let extra: Vec<usize> = (0..w.vars.len()).filter(|id| w.vars[*id].kind == Kind::Reduce).collect();
-        let base = w.scope.len();
-        w.scope.extend(extra);
-        let sc = w.scalar(c);
-        w.boolean(&sc, c.span);
-        w.scope.truncate(base);
-    }
+    let s = w.definition(value, cond);
     let shape = left_shape(&mut w, &left)?;
     w.finish();
     if !w.ok {
@@ -1238,21 +1244,7 @@ fn scan_stmt(
         }
         left.push(w.push_var(b, Kind::Left, None));
     }
-    if let Some(c) = cond {
-        let mut bounds = Vec::new();
-        w.bounds_of(c, &mut bounds);
-        w.where_bounds = bounds;
-    }
-    let s = w.scalar(value);
-    w.number(&s, value.span);
-    if let Some(c) = cond {
-        let extra: Vec<usize> = (0..w.vars.len()).filter(|id| w.vars[*id].kind == Kind::Reduce).collect();
-        let base = w.scope.len();
-        w.scope.extend(extra);
-        let sc = w.scalar(c);
-        w.boolean(&sc, c.span);
-        w.scope.truncate(base);
-    }
+    w.definition(value, cond);
     let shape = left_shape(&mut w, &left)?;
     w.finish();
     if !w.ok {
