@@ -214,6 +214,15 @@ fn run(cli: Cli) -> Result<(), Reported> {
                         }
                     }
                 }
+                Some(Emit::Graph) => {
+                    let (_, checked) = check_one(&file, &config, &printer)?;
+                    let Checked::Model(m) = checked else {
+                        eprintln!("error: `{}` has no model to lower", file.display());
+                        return Err(Reported);
+                    };
+                    print!("{}", seqc_compiler::ir::print::print(&m.graph));
+                    Ok(())
+                }
                 _ => {
                     // Checking comes first so that errors in the model are reported.
                     let (s, checked) = check_one(&file, &config, &printer)?;

@@ -9,6 +9,7 @@
 
 pub mod diag;
 pub mod driver;
+pub mod ir;
 pub mod limits;
 pub mod prelude;
 pub mod sema;

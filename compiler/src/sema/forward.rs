@@ -6,6 +6,7 @@ use super::causal::{self, Mask, Taint};
 use super::types::{broadcast, element_count, shape_str, Dim, TensorTy};
 use super::{consts, index, Checker, Const, InstId, LayerKind, Member, ScopeId, Tensor, Value};
 use crate::diag::{Code, Diagnostic, Span};
+use crate::ir::{self, Op, ScalarFn};
 use crate::syntax::ast::{self, BinOp, DType, Expr, ExprKind, Stmt, StmtKind, UnOp};
 use std::collections::HashMap;
 use std::rc::Rc;
@@ -111,7 +112,9 @@ pub(crate) fn check_layer_alone(cx: &mut Checker, id: InstId) {
     for p in f.params.iter().flatten() {
         let lookup = |n: &str| consts.get(n).cloned();
         let Some(shape) = cx.type_dims(&p.ty.dims, &lookup, &mut dims, true) else { return };
-        vars.insert(p.name.name.clone(), Value::Tensor(Tensor::plain(TensorTy { dtype: p.ty.dtype, shape })));
+        let ty = TensorTy { dtype: p.ty.dtype, shape };
+        let node = cx.graph.add1(Op::Input { name: p.name.name.clone() }, Vec::new(), ty.clone());
+        vars.insert(p.name.name.clone(), Value::Tensor(Tensor::plain(ty, node)));
     }
     run_layer_forward(cx, id, f, consts, dims, vars);
 }
@@ -416,6 +419,7 @@ fn assign(cx: &mut Checker, frame: &mut Frame, name: &ast::Ident, value: &Expr) 
                 .with_label(decl, "declared here"),
             );
         }
+        cx.graph.outputs.push((name.name.clone(), t.node));
         if let Some(taint) = &t.taint {
             cx.report(
                 Diagnostic::error(taint.code, taint.message.clone(), taint.span, taint.label.clone())
@@ -553,7 +557,8 @@ pub(crate) fn eval(cx: &mut Checker, frame: &mut Frame, e: &Expr) -> Option<Valu
                 }
                 (UnOp::Neg, Value::Tensor(t)) => {
                     float_tensor(cx, &t, x.span)?;
-                    Some(Value::Tensor(Tensor { mask: None, ..t }))
+                    let node = cx.elementwise(ScalarFn::Neg, &[&t], &t.ty.shape.clone());
+                    Some(Value::Tensor(Tensor { mask: None, node, ..t }))
                 }
                 (_, v) => {
                     cx.report(Diagnostic::error(
@@ -617,14 +622,15 @@ fn const_result(cx: &mut Checker, r: Result<Const, Diagnostic>) -> Option<Value>
     }
 }
 
-pub(crate) fn member_value(cx: &Checker, m: Member) -> Value {
+pub(crate) fn member_value(cx: &mut Checker, m: Member) -> Value {
     match m {
         Member::Tensor(w) => {
+            let node = cx.weight_node(w);
             let info = &cx.weights[w];
-            Value::Tensor(Tensor::plain(TensorTy {
-                dtype: info.dtype,
-                shape: info.shape.iter().map(|&d| Dim::Known(d)).collect(),
-            }))
+            Value::Tensor(Tensor::plain(
+                TensorTy { dtype: info.dtype, shape: info.shape.iter().map(|&d| Dim::Known(d)).collect() },
+                node,
+            ))
         }
         other => Value::Member(other),
     }
@@ -664,60 +670,92 @@ fn binary(cx: &mut Checker, op: BinOp, a: Value, b: Value, sa: Span, sb: Span, s
         );
         return None;
     }
-    let as_tensor = |cx: &mut Checker, v: Value, s: Span| -> Option<Tensor> {
-        match v {
-            Value::Tensor(t) => {
-                float_tensor(cx, &t, s)?;
-                Some(t)
-            }
-            Value::Const(Const::Int(_) | Const::Float(_)) => {
-                Some(Tensor::plain(TensorTy { dtype: DType::F32, shape: Vec::new() }))
-            }
-            Value::Dim(Dim::Known(_)) => Some(Tensor::plain(TensorTy { dtype: DType::F32, shape: Vec::new() })),
-            other => {
-                cx.report(Diagnostic::error(
-                    Code::KindMismatch,
-                    format!("`{}` needs numbers or tensors", op.symbol()),
-                    s,
-                    format!("this is {}", other.describe()),
-                ));
-                None
-            }
-        }
-    };
-    let ta = as_tensor(cx, a, sa)?;
-    let tb = as_tensor(cx, b, sb)?;
-    let Some(shape) = broadcast(&ta.ty.shape, &tb.ty.shape) else {
-        cx.report(
-            Diagnostic::error(
-                Code::ShapeMismatch,
-                format!("shapes {} and {} do not broadcast", shape_str(&ta.ty.shape), shape_str(&tb.ty.shape)),
-                span,
-                format!("`{}` of incompatible shapes", op.symbol()),
-            )
-            .with_label(sa, shape_str(&ta.ty.shape))
-            .with_label(sb, shape_str(&tb.ty.shape))
-            .with_note(
-                "shapes broadcast when, aligned from the right, each pair of dimensions is equal or one of them is 1",
-            ),
-        );
-        return None;
-    };
+    let (ts, shape) = broadcast_operands(cx, op.symbol(), vec![(a, sa), (b, sb)], span)?;
+    let (ta, tb) = (&ts[0], &ts[1]);
     // Masks flow through products, and through a quotient's numerator.
     let shift = |t: &Tensor| {
         let d = shape.len() - t.ty.shape.len();
         t.mask.map(|m| Mask { bounded: m.bounded + d, anchor: m.anchor + d, offset: m.offset })
     };
     let mask = match op {
-        BinOp::Mul => shift(&ta).or_else(|| shift(&tb)),
-        BinOp::Div => shift(&ta),
+        BinOp::Mul => shift(ta).or_else(|| shift(tb)),
+        BinOp::Div => shift(ta),
         _ => None,
     };
+    let f = match op {
+        BinOp::Add => ScalarFn::Add,
+        BinOp::Sub => ScalarFn::Sub,
+        BinOp::Mul => ScalarFn::Mul,
+        _ => ScalarFn::Div,
+    };
+    let node = cx.elementwise(f, &[ta, tb], &shape);
     Some(Value::Tensor(Tensor {
         ty: TensorTy { dtype: DType::F32, shape },
         mask,
         taint: causal::join(&ta.taint, &tb.taint),
+        node,
     }))
+}
+
+/// Float tensors (numbers become scalar constants) and their broadcast shape.
+fn broadcast_operands(
+    cx: &mut Checker,
+    what: &str,
+    vals: Vec<(Value, Span)>,
+    span: Span,
+) -> Option<(Vec<Tensor>, Vec<Dim>)> {
+    let mut ts: Vec<(Tensor, Span)> = Vec::new();
+    for (v, s) in vals {
+        let t = match v {
+            Value::Tensor(t) => {
+                float_tensor(cx, &t, s)?;
+                t
+            }
+            Value::Const(c @ (Const::Int(_) | Const::Float(_))) => {
+                let node = cx.const_node(c.as_f64().unwrap_or(0.0));
+                Tensor::plain(TensorTy { dtype: DType::F32, shape: Vec::new() }, node)
+            }
+            Value::Dim(Dim::Known(v)) => {
+                let node = cx.const_node(v as f64);
+                Tensor::plain(TensorTy { dtype: DType::F32, shape: Vec::new() }, node)
+            }
+            other => {
+                cx.report(Diagnostic::error(
+                    Code::KindMismatch,
+                    format!("`{what}` needs numbers or tensors"),
+                    s,
+                    format!("this is {}", other.describe()),
+                ));
+                return None;
+            }
+        };
+        ts.push((t, s));
+    }
+    let mut shape: Vec<Dim> = Vec::new();
+    for (t, _) in &ts {
+        match broadcast(&shape, &t.ty.shape) {
+            Some(sh) => shape = sh,
+            None => {
+                let mut d = Diagnostic::error(
+                    Code::ShapeMismatch,
+                    format!(
+                        "shapes {} do not broadcast",
+                        ts.iter().map(|(t, _)| shape_str(&t.ty.shape)).collect::<Vec<_>>().join(" and ")
+                    ),
+                    span,
+                    format!("`{what}` of incompatible shapes"),
+                );
+                for (t, s) in &ts {
+                    d = d.with_label(*s, shape_str(&t.ty.shape));
+                }
+                cx.report(d.with_note(
+                    "shapes broadcast when, aligned from the right, each pair of dimensions is equal or one of them is 1",
+                ));
+                return None;
+            }
+        }
+    }
+    Some((ts.into_iter().map(|(t, _)| t).collect(), shape))
 }
 
 fn taint(code: Code, span: Span, message: impl Into<String>, label: impl Into<String>) -> Option<Rc<Taint>> {
@@ -865,22 +903,14 @@ fn builtin_call(
             let lit = Expr::new(ExprKind::Call { callee: Box::new(callee), args: lit_args }, span);
             return const_result(cx, consts::eval(&lit, &|_| None));
         }
-        let mut acc: Option<Value> = None;
-        for (v, a) in vals.into_iter().zip(args) {
-            // Element functions keep shapes (and broadcast their two operands); no mask survives.
-            let v = match acc.take() {
-                None => v,
-                Some(prev) => binary(cx, BinOp::Add, prev, v, span, a.value.span, span)?,
-            };
-            acc = Some(v);
-        }
-        return match acc {
-            Some(Value::Tensor(t)) => {
-                float_tensor(cx, &t, span)?;
-                Some(Value::Tensor(Tensor { mask: None, ..t }))
-            }
-            other => other,
-        };
+        // Element functions keep shapes (and broadcast their operands); no mask survives.
+        let f = ScalarFn::function(name).expect("element functions have scalar forms");
+        let spans: Vec<Span> = args.iter().map(|a| a.value.span).collect();
+        let (ts, shape) = broadcast_operands(cx, name, vals.into_iter().zip(spans).collect(), span)?;
+        let refs: Vec<&Tensor> = ts.iter().collect();
+        let node = cx.elementwise(f, &refs, &shape);
+        let taint = ts.iter().fold(None, |acc, t| causal::join(&acc, &t.taint));
+        return Some(Value::Tensor(Tensor { ty: TensorTy { dtype: DType::F32, shape }, mask: None, taint, node }));
     }
     match name {
         "ceil_div" | "floor_div" => {
@@ -943,13 +973,19 @@ fn builtin_call(
                 );
                 return None;
             }
-            let parts = sizes
-                .into_iter()
-                .map(|s| {
+            let types: Vec<TensorTy> = sizes
+                .iter()
+                .map(|&s| {
                     let mut shape = x.ty.shape.clone();
                     *shape.last_mut().expect("non-empty") = Dim::Known(s);
-                    Tensor { ty: TensorTy { dtype: x.ty.dtype, shape }, mask: None, taint: x.taint.clone() }
+                    TensorTy { dtype: x.ty.dtype, shape }
                 })
+                .collect();
+            let nodes = cx.graph.add(Op::Split { sizes }, vec![x.node], types.clone());
+            let parts = types
+                .into_iter()
+                .zip(nodes)
+                .map(|(ty, node)| Tensor { ty, mask: None, taint: x.taint.clone(), node })
                 .collect();
             Some(Value::Tuple(parts))
         }
@@ -995,7 +1031,9 @@ fn builtin_call(
             }
             let mut shape = first.ty.shape.clone();
             shape[rank - 1] = Dim::Known(total);
-            Some(Value::Tensor(Tensor { ty: TensorTy { dtype: first.ty.dtype, shape }, mask: None, taint: taint_acc }))
+            let ty = TensorTy { dtype: first.ty.dtype, shape };
+            let node = cx.graph.add1(Op::Concat, parts.iter().map(|(t, _)| t.node).collect(), ty.clone());
+            Some(Value::Tensor(Tensor { ty, mask: None, taint: taint_acc, node }))
         }
         "reshape" => {
             let pos = positional(cx, args, name, &[])?;
@@ -1046,7 +1084,9 @@ fn builtin_call(
             } else {
                 x.taint.clone()
             };
-            Some(Value::Tensor(Tensor { ty: TensorTy { dtype: x.ty.dtype, shape }, mask: None, taint: t }))
+            let ty = TensorTy { dtype: x.ty.dtype, shape };
+            let node = cx.graph.add1(Op::Reshape, vec![x.node], ty.clone());
+            Some(Value::Tensor(Tensor { ty, mask: None, taint: t, node }))
         }
         "linear" => {
             let pos = positional(cx, args, name, &[])?;
@@ -1070,7 +1110,9 @@ fn builtin_call(
             let mut shape = x.ty.shape.clone();
             *shape.last_mut().expect("rank checked") = w.ty.shape[0].clone();
             let t = causal::join(&causal::join(&x.taint, &w.taint), &last_axis_taint(&x, "`linear`", span));
-            Some(Value::Tensor(Tensor { ty: TensorTy { dtype: DType::F32, shape }, mask: None, taint: t }))
+            let ty = TensorTy { dtype: DType::F32, shape };
+            let node = cx.graph.add1(Op::Linear { bias: false }, vec![x.node, w.node], ty.clone());
+            Some(Value::Tensor(Tensor { ty, mask: None, taint: t, node }))
         }
         "softmax" => {
             let pos = positional(cx, args, name, &[])?;
@@ -1078,16 +1120,18 @@ fn builtin_call(
             let x = tensor_arg(cx, frame, &args[0].value)?;
             float_tensor(cx, &x, args[0].value.span)?;
             let t = causal::join(&x.taint, &last_axis_taint(&x, "`softmax`", span));
-            Some(Value::Tensor(Tensor { taint: t, ..x }))
+            let node = cx.graph.add1(Op::Softmax, vec![x.node], x.ty.clone());
+            Some(Value::Tensor(Tensor { taint: t, mask: None, node, ..x }))
         }
         "rope" => {
             let pos = positional(cx, args, name, &["theta"])?;
             arity(cx, name, 1, pos.len(), span)?;
             let x = tensor_arg(cx, frame, &args[pos[0]].value)?;
             float_tensor(cx, &x, args[pos[0]].value.span)?;
+            let mut theta = 10000.0;
             for a in args.iter().filter(|a| a.name.is_some()) {
                 match const_arg(cx, frame, &a.value)? {
-                    Const::Int(_) | Const::Float(_) => {}
+                    c @ (Const::Int(_) | Const::Float(_)) => theta = c.as_f64().unwrap_or(theta),
                     v => {
                         cx.report(consts::type_error(a.value.span, "float", &v));
                         return None;
@@ -1108,7 +1152,8 @@ fn builtin_call(
                 );
                 return None;
             }
-            Some(Value::Tensor(Tensor { mask: None, ..x }))
+            let node = cx.graph.add1(Op::Rope { theta }, vec![x.node], x.ty.clone());
+            Some(Value::Tensor(Tensor { mask: None, node, ..x }))
         }
         "fftconv" => {
             let pos = positional(cx, args, name, &[])?;
@@ -1133,11 +1178,9 @@ fn builtin_call(
                 );
                 return None;
             }
-            Some(Value::Tensor(Tensor {
-                ty: TensorTy { dtype: DType::F32, shape: x.ty.shape.clone() },
-                mask: None,
-                taint: causal::join(&x.taint, &k.taint),
-            }))
+            let ty = TensorTy { dtype: DType::F32, shape: x.ty.shape.clone() };
+            let node = cx.graph.add1(Op::FftConv, vec![x.node, k.node], ty.clone());
+            Some(Value::Tensor(Tensor { ty, mask: None, taint: causal::join(&x.taint, &k.taint), node }))
         }
         "normal" | "uniform" => {
             cx.report(Diagnostic::error(
@@ -1250,7 +1293,9 @@ fn layer_call(
             } else {
                 x.taint.clone()
             };
-            Some(Value::Tensor(Tensor { ty: TensorTy { dtype: DType::F32, shape }, mask: None, taint: t }))
+            let ty = TensorTy { dtype: DType::F32, shape };
+            let node = lower_builtin(cx, id, b, &x, ty.clone());
+            Some(Value::Tensor(Tensor { ty, mask: None, taint: t, node }))
         }
         LayerKind::User(def) => {
             let f = layer_forward(cx, def)?;
@@ -1299,6 +1344,29 @@ fn layer_call(
             run_layer_forward(cx, id, f, consts, dims, vars).map(Value::Tensor)
         }
     }
+}
+
+/// The graph node of a builtin layer applied to `x`, reading the instance's weights.
+fn lower_builtin(cx: &mut Checker, id: InstId, b: super::Builtin, x: &Tensor, ty: TensorTy) -> ir::ValueId {
+    let member = |cx: &mut Checker, name: &str| match cx.instances[id].members.get(name).cloned() {
+        Some(Member::Tensor(w)) => Some(cx.weight_node(w)),
+        _ => None,
+    };
+    let weight = member(cx, "weight").expect("builtin layers declare `weight`");
+    let bias = member(cx, "bias");
+    let eps = match cx.instances[id].consts.get("eps") {
+        Some(c) => c.as_f64().unwrap_or(0.0),
+        None => 0.0,
+    };
+    let with_bias = |v: Vec<ir::ValueId>| v.into_iter().chain(bias).collect::<Vec<_>>();
+    let (op, operands) = match b {
+        super::Builtin::Linear => (Op::Linear { bias: bias.is_some() }, with_bias(vec![x.node, weight])),
+        super::Builtin::Embed => (Op::Embed, vec![x.node, weight]),
+        super::Builtin::RmsNorm => (Op::RmsNorm { eps }, vec![x.node, weight]),
+        super::Builtin::LayerNorm => (Op::LayerNorm { eps }, with_bias(vec![x.node, weight])),
+        super::Builtin::Conv1d => (Op::Conv1d { bias: bias.is_some() }, with_bias(vec![x.node, weight])),
+    };
+    cx.graph.add1(op, operands, ty)
 }
 
 /// Unifies a declared parameter type with an argument's shape: constants must

@@ -13,8 +13,9 @@ use super::forward::{self, Frame};
 use super::types::{shape_str, Dim, Shape, TensorTy};
 use super::{consts, Checker, Const, Member, Tensor, Value};
 use crate::diag::{Code, Diagnostic, Span};
+use crate::ir;
 use crate::limits;
-use crate::syntax::ast::{self, BinOp, DType, Expr, ExprKind, Ident, IndexBinder, ReduceOp, Stmt, StmtKind, UnOp};
+use crate::syntax::ast::{BinOp, DType, Expr, ExprKind, Ident, IndexBinder, ReduceOp, Stmt, StmtKind, UnOp};
 use std::collections::HashMap;
 use std::rc::Rc;
 
@@ -36,12 +37,69 @@ struct Var {
     span: Span,
 }
 
-/// The result of walking a scalar expression.
-#[derive(Default)]
+/// The result of walking a scalar expression: its facts and its graph form.
 struct Scalar {
     /// `(bounded, anchor, offset)` by variable id: elements beyond are masked.
     masks: Vec<(usize, usize, i64)>,
     is_bool: bool,
+    ir: ir::Scalar,
+}
+
+impl Default for Scalar {
+    /// What an expression in error stands for; the graph is discarded then.
+    fn default() -> Self {
+        Scalar { masks: Vec::new(), is_bool: false, ir: ir::Scalar::Const(0.0) }
+    }
+}
+
+/// Replaces loop index `from` by `to`.
+fn rename_index(e: ir::Scalar, from: u32, to: u32) -> ir::Scalar {
+    remap(e, &|i| if i == from { to } else { i }, &|k| k, &|k| k)
+}
+
+/// Renumbers loop indices, operands and states in an expression.
+fn remap(
+    e: ir::Scalar,
+    var: &dyn Fn(u32) -> u32,
+    operand: &dyn Fn(u32) -> u32,
+    state: &dyn Fn(u32) -> u32,
+) -> ir::Scalar {
+    let all = |xs: Vec<ir::Scalar>| xs.into_iter().map(|x| remap(x, var, operand, state)).collect();
+    match e {
+        ir::Scalar::Index(i) => ir::Scalar::Index(var(i)),
+        ir::Scalar::Load { operand: k, indices } => ir::Scalar::Load { operand: operand(k), indices: all(indices) },
+        ir::Scalar::State { state: k, indices } => ir::Scalar::State { state: state(k), indices: all(indices) },
+        ir::Scalar::Apply(f, args) => ir::Scalar::Apply(f, all(args)),
+        ir::Scalar::Select(c, a, b) => ir::Scalar::Select(
+            Box::new(remap(*c, var, operand, state)),
+            Box::new(remap(*a, var, operand, state)),
+            Box::new(remap(*b, var, operand, state)),
+        ),
+        ir::Scalar::Reduce { op, vars, body } => ir::Scalar::Reduce {
+            op,
+            vars: vars.into_iter().map(var).collect(),
+            body: Box::new(remap(*body, var, operand, state)),
+        },
+        other @ (ir::Scalar::Const(_) | ir::Scalar::Size(_)) => other,
+    }
+}
+
+fn scalar_fn(op: BinOp) -> ir::ScalarFn {
+    use ir::ScalarFn as F;
+    match op {
+        BinOp::Add => F::Add,
+        BinOp::Sub => F::Sub,
+        BinOp::Mul => F::Mul,
+        BinOp::Div => F::Div,
+        BinOp::Lt => F::Lt,
+        BinOp::Le => F::Le,
+        BinOp::Gt => F::Gt,
+        BinOp::Ge => F::Ge,
+        BinOp::Eq => F::Eq,
+        BinOp::Ne => F::Ne,
+        BinOp::And => F::And,
+        BinOp::Or => F::Or,
+    }
 }
 
 struct Walk<'w, 'a> {
@@ -56,9 +114,13 @@ struct Walk<'w, 'a> {
     states: Option<&'w HashMap<String, StateInfo>>,
     init_mode: bool,
     ok: bool,
+    /// The graph values the expression reads, in order of first use.
+    operands: Vec<ir::ValueId>,
 }
 
 struct StateInfo {
+    /// The state's number in the scan.
+    index: u32,
     rank: usize,
     shape: Option<Shape>,
 }
@@ -77,6 +139,7 @@ impl<'w, 'a> Walk<'w, 'a> {
             states: None,
             init_mode: false,
             ok: true,
+            operands: Vec::new(),
         }
     }
 
@@ -206,7 +269,7 @@ impl<'w, 'a> Walk<'w, 'a> {
 
     /// Walks a definition's value and its `where`: the condition's bounds apply
     /// to the value's reductions, and it sees the left and reduction indices.
-    fn definition(&mut self, value: &Expr, cond: Option<&Expr>) -> Scalar {
+    fn definition(&mut self, value: &Expr, cond: Option<&Expr>) -> (Scalar, Option<ir::Scalar>) {
         if let Some(c) = cond {
             let mut bounds = Vec::new();
             self.bounds_of(c, &mut bounds);
@@ -214,6 +277,7 @@ impl<'w, 'a> Walk<'w, 'a> {
         }
         let s = self.scalar(value);
         self.number(&s, value.span);
+        let mut cond_ir = None;
         if let Some(c) = cond {
             let extra: Vec<usize> = (0..self.vars.len()).filter(|id| self.vars[*id].kind == Kind::Reduce).collect();
             let base = self.scope.len();
@@ -221,28 +285,42 @@ impl<'w, 'a> Walk<'w, 'a> {
             let sc = self.scalar(c);
             self.boolean(&sc, c.span);
             self.scope.truncate(base);
+            cond_ir = Some(sc.ir);
         }
-        s
+        (s, cond_ir)
+    }
+
+    /// The loop indices as the graph declares them.
+    fn loop_vars(&self) -> Vec<ir::ops::LoopVar> {
+        self.vars
+            .iter()
+            .map(|v| ir::ops::LoopVar { name: v.name.clone(), extent: v.extent.clone().unwrap_or(Dim::Known(1)) })
+            .collect()
     }
 
     // ---------------------------------------------------------- expressions
 
     fn scalar(&mut self, e: &Expr) -> Scalar {
+        let value = |ir: ir::Scalar| Scalar { ir, ..Default::default() };
+        let condition = |ir: ir::Scalar| Scalar { ir, is_bool: true, ..Default::default() };
         match &e.kind {
-            ExprKind::Int(_) | ExprKind::Float(_) => Scalar::default(),
-            ExprKind::Bool(_) => Scalar { is_bool: true, ..Default::default() },
+            ExprKind::Int(v) => value(ir::Scalar::Const(*v as f64)),
+            ExprKind::Float(v) => value(ir::Scalar::Const(*v)),
+            ExprKind::Bool(b) => condition(ir::Scalar::Const(f64::from(u8::from(*b)))),
             ExprKind::Name(n) => {
-                if self.find(n).is_some() {
-                    return Scalar::default();
+                if let Some(id) = self.find(n) {
+                    return value(ir::Scalar::Index(id as u32));
                 }
                 match self.lookup_value(n, e.span, true) {
-                    Some(Value::Const(Const::Bool(_))) => Scalar { is_bool: true, ..Default::default() },
-                    Some(Value::Const(Const::Int(_) | Const::Float(_))) | Some(Value::Dim(Dim::Known(_))) => {
-                        Scalar::default()
+                    Some(Value::Const(Const::Bool(b))) => condition(ir::Scalar::Const(f64::from(u8::from(b)))),
+                    Some(Value::Const(c @ (Const::Int(_) | Const::Float(_)))) => {
+                        value(ir::Scalar::Const(c.as_f64().unwrap_or(0.0)))
                     }
+                    Some(Value::Dim(Dim::Known(v))) => value(ir::Scalar::Const(v as f64)),
                     Some(Value::Tensor(t)) if t.ty.shape.is_empty() => {
                         self.taint = causal::join(&self.taint, &t.taint);
-                        Scalar::default()
+                        let operand = self.operand(t.node);
+                        value(ir::Scalar::Load { operand, indices: Vec::new() })
                     }
                     Some(Value::Tensor(t)) => {
                         self.error(
@@ -296,44 +374,52 @@ impl<'w, 'a> Walk<'w, 'a> {
                         format!("found {}", args.len()),
                     ));
                 }
+                let mut irs = Vec::new();
                 for a in args {
                     let s = self.scalar(&a.value);
                     self.number(&s, a.value.span);
+                    irs.push(s.ir);
                 }
-                Scalar::default()
+                // Random draws only occur in `init`, which `seqc init` evaluates from
+                // the source; they have no graph form.
+                match ir::ScalarFn::function(name) {
+                    Some(f) => value(ir::Scalar::apply(f, irs)),
+                    None => Scalar::default(),
+                }
             }
             ExprKind::Unary(op, x) => {
                 let s = self.scalar(x);
                 match op {
                     UnOp::Neg => {
                         self.number(&s, x.span);
-                        Scalar::default()
+                        value(ir::Scalar::apply(ir::ScalarFn::Neg, vec![s.ir]))
                     }
                     UnOp::Not => {
                         self.boolean(&s, x.span);
-                        Scalar { is_bool: true, ..Default::default() }
+                        condition(ir::Scalar::apply(ir::ScalarFn::Not, vec![s.ir]))
                     }
                 }
             }
             ExprKind::Binary(op, a, b) => {
                 let sa = self.scalar(a);
                 let sb = self.scalar(b);
+                let f = scalar_fn(*op);
                 if op.is_logical() {
                     self.boolean(&sa, a.span);
                     self.boolean(&sb, b.span);
-                    return Scalar { is_bool: true, ..Default::default() };
+                    return condition(ir::Scalar::apply(f, vec![sa.ir, sb.ir]));
                 }
                 self.number(&sa, a.span);
                 self.number(&sb, b.span);
                 if op.is_comparison() {
-                    return Scalar { is_bool: true, ..Default::default() };
+                    return condition(ir::Scalar::apply(f, vec![sa.ir, sb.ir]));
                 }
                 let masks = match op {
                     BinOp::Mul => sa.masks.into_iter().chain(sb.masks).collect(),
                     BinOp::Div => sa.masks,
                     _ => Vec::new(),
                 };
-                Scalar { masks, is_bool: false }
+                Scalar { masks, is_bool: false, ir: ir::Scalar::apply(f, vec![sa.ir, sb.ir]) }
             }
             ExprKind::If { cond, then, otherwise } => {
                 let c = self.scalar(cond);
@@ -342,22 +428,28 @@ impl<'w, 'a> Walk<'w, 'a> {
                 self.number(&t, then.span);
                 let o = self.scalar(otherwise);
                 self.number(&o, otherwise.span);
-                Scalar::default()
+                value(ir::Scalar::Select(Box::new(c.ir), Box::new(t.ir), Box::new(o.ir)))
             }
             ExprKind::Reduce { op, indices, body } => self.reduce(*op, indices, body, e.span),
-            ExprKind::Member(..) => {
-                match forward::eval(self.cx, self.frame, e) {
-                    Some(Value::Tensor(t)) if t.ty.shape.is_empty() => {}
-                    Some(v) => self.error(Diagnostic::error(
+            ExprKind::Member(..) => match forward::eval(self.cx, self.frame, e) {
+                Some(Value::Tensor(t)) if t.ty.shape.is_empty() => {
+                    let operand = self.operand(t.node);
+                    value(ir::Scalar::Load { operand, indices: Vec::new() })
+                }
+                Some(v) => {
+                    self.error(Diagnostic::error(
                         Code::KindMismatch,
                         "expected a number",
                         e.span,
                         format!("this is {}", v.describe()),
-                    )),
-                    None => self.ok = false,
+                    ));
+                    Scalar::default()
                 }
-                Scalar::default()
-            }
+                None => {
+                    self.ok = false;
+                    Scalar::default()
+                }
+            },
             ExprKind::Str(_) | ExprKind::List(_) => {
                 self.error(Diagnostic::error(Code::KindMismatch, "expected a number", e.span, "not a number"));
                 Scalar::default()
@@ -365,6 +457,17 @@ impl<'w, 'a> Walk<'w, 'a> {
             ExprKind::Error => {
                 self.ok = false;
                 Scalar::default()
+            }
+        }
+    }
+
+    /// The operand number of a graph value, added on first use.
+    fn operand(&mut self, v: ir::ValueId) -> u32 {
+        match self.operands.iter().position(|&o| o == v) {
+            Some(k) => k as u32,
+            None => {
+                self.operands.push(v);
+                (self.operands.len() - 1) as u32
             }
         }
     }
@@ -495,11 +598,39 @@ impl<'w, 'a> Walk<'w, 'a> {
                 }
             }
         }
-        let masks = match op {
+        let masks: Vec<(usize, usize, i64)> = match op {
             ReduceOp::Softmax => masks,
             _ => masks.into_iter().filter(|m| !ids.contains(&m.0) && !ids.contains(&m.1)).collect(),
         };
-        Scalar { masks, is_bool: false }
+        let ir = if op == ReduceOp::Softmax {
+            // In the graph, softmax normalises over the kept index itself.
+            let mut body = s.ir;
+            let mut kept = Vec::new();
+            for &id in &ids {
+                match self.find(&self.vars[id].name.clone()) {
+                    Some(outer) => {
+                        body = rename_index(body, id as u32, outer as u32);
+                        kept.push(outer as u32);
+                    }
+                    None => {
+                        let (name, span_i) = (self.vars[id].name.clone(), self.vars[id].span);
+                        self.error(
+                            Diagnostic::error(
+                                Code::UnboundIndex,
+                                format!("`softmax` keeps `{name}`, but the definition has no index `{name}`"),
+                                span_i,
+                                "kept index",
+                            )
+                            .with_help(format!("put `{name}` on the left of the definition")),
+                        );
+                    }
+                }
+            }
+            ir::Scalar::Reduce { op, vars: kept, body: Box::new(body) }
+        } else {
+            ir::Scalar::Reduce { op, vars: ids.iter().map(|&i| i as u32).collect(), body: Box::new(s.ir) }
+        };
+        Scalar { masks, is_bool: false, ir }
     }
 
     fn access(&mut self, base: &Expr, indices: &[Expr], span: Span) -> Scalar {
@@ -507,7 +638,7 @@ impl<'w, 'a> Walk<'w, 'a> {
         // A scan state: no causality facts, rank from its declaration.
         if let (Some(n), Some(states)) = (base.as_name(), self.states) {
             if let Some(st) = states.get(n) {
-                let (rank, shape) = (st.rank, st.shape.clone());
+                let (rank, shape, state) = (st.rank, st.shape.clone(), st.index);
                 if indices.len() != rank {
                     self.error(Diagnostic::error(
                         Code::WrongIndexCount,
@@ -535,7 +666,8 @@ impl<'w, 'a> Walk<'w, 'a> {
                         self.unify(id, &shape[k].clone(), ix.span);
                     }
                 }
-                return Scalar::default();
+                let indices = indices.iter().map(|ix| self.index_ir(ix)).collect();
+                return Scalar { ir: ir::Scalar::State { state, indices }, ..Default::default() };
             }
         }
         let t = match base.as_name() {
@@ -621,13 +753,36 @@ impl<'w, 'a> Walk<'w, 'a> {
             }
             forms.push(form);
         }
+        let operand = self.operand(t.node);
+        let load = ir::Scalar::Load { operand, indices: indices.iter().map(|ix| self.index_ir(ix)).collect() };
         let mut masks = Vec::new();
         if let Some(m) = t.mask {
             if let (Some(b), Some(a)) = (forms[m.bounded].direct(), forms[m.anchor].direct()) {
                 masks.push((b, a, m.offset));
             }
         }
-        Scalar { masks, is_bool: false }
+        Scalar { masks, is_bool: false, ir: load }
+    }
+
+    /// The graph form of an index expression (already checked by `index_form`).
+    fn index_ir(&self, e: &Expr) -> ir::Scalar {
+        match &e.kind {
+            ExprKind::Int(v) => ir::Scalar::Const(*v as f64),
+            ExprKind::Name(n) => match self.find(n) {
+                Some(id) => ir::Scalar::Index(id as u32),
+                None => match self.frame.lookup(n) {
+                    Some(Value::Const(c)) => ir::Scalar::Const(c.as_f64().unwrap_or(0.0)),
+                    Some(Value::Dim(Dim::Known(v))) => ir::Scalar::Const(v as f64),
+                    Some(Value::Dim(Dim::Sym(s))) => ir::Scalar::Size(s.to_string()),
+                    _ => ir::Scalar::Const(0.0),
+                },
+            },
+            ExprKind::Unary(UnOp::Neg, x) => ir::Scalar::apply(ir::ScalarFn::Neg, vec![self.index_ir(x)]),
+            ExprKind::Binary(op @ (BinOp::Add | BinOp::Sub | BinOp::Mul | BinOp::Div), a, b) => {
+                ir::Scalar::apply(scalar_fn(*op), vec![self.index_ir(a), self.index_ir(b)])
+            }
+            _ => ir::Scalar::Const(0.0),
+        }
     }
 
     /// Integer arithmetic over indices and constants, kept affine where it is.
@@ -883,7 +1038,7 @@ pub(crate) fn define(
         }
         left.push(w.push_var(&b.name, Kind::Left, ext));
     }
-    let s = w.definition(value, cond);
+    let (s, cond_ir) = w.definition(value, cond);
     let shape = left_shape(&mut w, &left)?;
     w.finish();
     if !w.ok {
@@ -901,10 +1056,14 @@ pub(crate) fn define(
         }
     }
     let taint = w.taint.clone();
+    let gen = ir::ops::Generic { vars: w.loop_vars(), rank: left.len(), body: s.ir, cond: cond_ir };
+    let operands = std::mem::take(&mut w.operands);
     if !check_elements(cx, &shape, span) {
         return None;
     }
-    Some(Tensor { ty: TensorTy { dtype: DType::F32, shape }, mask, taint })
+    let ty = TensorTy { dtype: DType::F32, shape };
+    let node = cx.graph.add1(ir::Op::Generic(Box::new(gen)), operands, ty.clone());
+    Some(Tensor { ty, mask, taint, node })
 }
 
 /// The extents of the left indices, each required.
@@ -1060,8 +1219,11 @@ pub(crate) fn scan(cx: &mut Checker, frame: &mut Frame, index: &Ident, dim_expr:
         }
     }
 
-    let mut infos: HashMap<String, StateInfo> =
-        states.iter().map(|st| (st.name.name.clone(), StateInfo { rank: st.binders.len(), shape: None })).collect();
+    let mut infos: HashMap<String, StateInfo> = states
+        .iter()
+        .enumerate()
+        .map(|(i, st)| (st.name.name.clone(), StateInfo { index: i as u32, rank: st.binders.len(), shape: None }))
+        .collect();
 
     // Pass 1, silent: each state's shape from the left side of its update.
     let was_quiet = cx.quiet;
@@ -1069,8 +1231,8 @@ pub(crate) fn scan(cx: &mut Checker, frame: &mut Frame, index: &Ident, dim_expr:
     let mut shapes: HashMap<String, Shape> = HashMap::new();
     for u in &updates {
         if let StmtKind::IndexedAssign { name, indices, value, cond } = &u.kind {
-            if let Some((shape, _)) = scan_stmt(cx, frame, &infos, index, &dim, indices, value, cond.as_ref(), false) {
-                shapes.entry(name.name.clone()).or_insert(shape);
+            if let Some(p) = scan_stmt(cx, frame, &infos, index, &dim, indices, value, cond.as_ref(), false) {
+                shapes.entry(name.name.clone()).or_insert(p.shape);
             }
         }
     }
@@ -1084,6 +1246,8 @@ pub(crate) fn scan(cx: &mut Checker, frame: &mut Frame, index: &Ident, dim_expr:
     // Pass 2: the real checks.
     let errors_before = cx.diags.len();
     let mut taint: TaintRef = None;
+    let mut builder = ScanBuilder::default();
+    let mut update_stmts = Vec::new();
     for u in &updates {
         let StmtKind::IndexedAssign { name, indices, value, cond } = &u.kind else { continue };
         let st = states.iter_mut().find(|st| st.name.name == name.name).expect("updates name states");
@@ -1122,10 +1286,12 @@ pub(crate) fn scan(cx: &mut Checker, frame: &mut Frame, index: &Ident, dim_expr:
             );
             continue;
         }
-        if let Some((_, t)) = scan_stmt(cx, frame, &infos, index, &dim, indices, value, cond.as_ref(), false) {
-            taint = causal::join(&taint, &t);
+        if let Some(p) = scan_stmt(cx, frame, &infos, index, &dim, indices, value, cond.as_ref(), false) {
+            taint = causal::join(&taint, &p.taint);
+            update_stmts.push(builder.add(infos[&name.name].index, p));
         }
     }
+    let mut ir_states = Vec::new();
     for st in &states {
         if st.updated.is_none() {
             cx.report(
@@ -1140,9 +1306,14 @@ pub(crate) fn scan(cx: &mut Checker, frame: &mut Frame, index: &Ident, dim_expr:
         }
         // The initial value: a constant, or a tensor that broadcasts to the state.
         let Some(shape) = infos.get(&st.name.name).and_then(|i| i.shape.clone()) else { continue };
+        let mut init = ir::ops::StateInit::Const(0.0);
         match forward::eval(cx, frame, st.init) {
-            Some(Value::Const(Const::Int(_) | Const::Float(_))) | None => {}
+            Some(Value::Const(c @ (Const::Int(_) | Const::Float(_)))) => {
+                init = ir::ops::StateInit::Const(c.as_f64().unwrap_or(0.0))
+            }
+            None => {}
             Some(Value::Tensor(t)) => {
+                init = ir::ops::StateInit::Operand(builder.operand(t.node));
                 if super::types::broadcast(&t.ty.shape, &shape).as_ref() != Some(&shape) {
                     cx.report(
                         Diagnostic::error(
@@ -1168,11 +1339,13 @@ pub(crate) fn scan(cx: &mut Checker, frame: &mut Frame, index: &Ident, dim_expr:
                 format!("this is {}", v.describe()),
             )),
         }
+        ir_states.push(ir::ops::State { name: st.name.name.clone(), shape, init });
     }
     if cx.diags.len() > errors_before {
         return; // outputs read the states, which are in error
     }
-    let mut bound = Vec::new();
+    let mut bound: Vec<(String, TensorTy, TaintRef)> = Vec::new();
+    let mut output_stmts = Vec::new();
     for o in &outputs {
         let StmtKind::IndexedAssign { name, indices, value, cond } = &o.kind else { continue };
         let count = indices.iter().filter(|i| i.name == index.name).count();
@@ -1188,7 +1361,7 @@ pub(crate) fn scan(cx: &mut Checker, frame: &mut Frame, index: &Ident, dim_expr:
             );
             continue;
         }
-        if bound.iter().any(|(n, _)| n == &name.name) {
+        if bound.iter().any(|(n, _, _)| n == &name.name) {
             cx.report(Diagnostic::error(
                 Code::Duplicate,
                 format!("output `{}` is defined twice in the scan", name.name),
@@ -1197,16 +1370,33 @@ pub(crate) fn scan(cx: &mut Checker, frame: &mut Frame, index: &Ident, dim_expr:
             ));
             continue;
         }
-        if let Some((shape, t)) = scan_stmt(cx, frame, &infos, index, &dim, indices, value, cond.as_ref(), true) {
-            let t = causal::join(&t, &taint);
-            bound.push((name.name.clone(), Tensor { ty: TensorTy { dtype: DType::F32, shape }, mask: None, taint: t }));
+        if let Some(p) = scan_stmt(cx, frame, &infos, index, &dim, indices, value, cond.as_ref(), true) {
+            let t = causal::join(&p.taint, &taint);
+            let ty = TensorTy { dtype: DType::F32, shape: p.shape.clone() };
+            output_stmts.push(builder.add(bound.len() as u32, p));
+            bound.push((name.name.clone(), ty, t));
         }
     }
     let _ = span;
     frame.expired_states.extend(states.iter().map(|st| st.name.name.clone()));
-    for (n, t) in bound {
+    if cx.diags.len() > errors_before || bound.is_empty() {
+        return;
+    }
+    if builder.vars.is_empty() {
+        builder.vars.push(ir::ops::LoopVar { name: index.name.clone(), extent: dim.clone() });
+    }
+    let op = ir::ops::ScanOp {
+        axis: 0,
+        vars: builder.vars,
+        states: ir_states,
+        updates: update_stmts,
+        outputs: output_stmts,
+    };
+    let nodes =
+        cx.graph.add(ir::Op::Scan(Box::new(op)), builder.operands, bound.iter().map(|(_, ty, _)| ty.clone()).collect());
+    for ((n, ty, taint), node) in bound.into_iter().zip(nodes) {
         if let Some(top) = frame.vars.last_mut() {
-            top.insert(n, Value::Tensor(t));
+            top.insert(n, Value::Tensor(Tensor { ty, mask: None, taint, node }));
         }
     }
 }
@@ -1223,7 +1413,7 @@ fn scan_stmt(
     value: &Expr,
     cond: Option<&Expr>,
     is_output: bool,
-) -> Option<(Shape, TaintRef)> {
+) -> Option<StmtParts> {
     let mut w = Walk::new(cx, frame);
     w.states = Some(states);
     let scan_var = w.push_var(index, Kind::Scan, Some(dim.clone()));
@@ -1244,15 +1434,68 @@ fn scan_stmt(
         }
         left.push(w.push_var(b, Kind::Left, None));
     }
-    w.definition(value, cond);
+    let (s, cond_ir) = w.definition(value, cond);
     let shape = left_shape(&mut w, &left)?;
     w.finish();
     if !w.ok {
         return None;
     }
-    let taint = w.taint.clone();
-    Some((shape, taint))
+    Some(StmtParts {
+        shape,
+        taint: w.taint.clone(),
+        vars: w.loop_vars(),
+        left: left.iter().map(|&l| l as u32).collect(),
+        body: s.ir,
+        cond: cond_ir,
+        operands: std::mem::take(&mut w.operands),
+    })
 }
 
-#[allow(dead_code)]
-fn unused(_: &ast::File) {}
+/// One checked scan statement, with its own loop indices (0 is the scan axis)
+/// and operands, before the scan merges them.
+struct StmtParts {
+    shape: Shape,
+    taint: TaintRef,
+    vars: Vec<ir::ops::LoopVar>,
+    left: Vec<u32>,
+    body: ir::Scalar,
+    cond: Option<ir::Scalar>,
+    operands: Vec<ir::ValueId>,
+}
+
+/// Merges scan statements into one op: a shared loop-index table (the axis is 0)
+/// and a shared operand list.
+#[derive(Default)]
+struct ScanBuilder {
+    vars: Vec<ir::ops::LoopVar>,
+    operands: Vec<ir::ValueId>,
+}
+
+impl ScanBuilder {
+    fn operand(&mut self, v: ir::ValueId) -> u32 {
+        match self.operands.iter().position(|&o| o == v) {
+            Some(k) => k as u32,
+            None => {
+                self.operands.push(v);
+                (self.operands.len() - 1) as u32
+            }
+        }
+    }
+
+    fn add(&mut self, target: u32, p: StmtParts) -> ir::ops::ScanStmt {
+        if self.vars.is_empty() {
+            self.vars.push(p.vars[0].clone());
+        }
+        let base = self.vars.len() as u32 - 1;
+        self.vars.extend(p.vars.into_iter().skip(1));
+        let ops: Vec<u32> = p.operands.iter().map(|&v| self.operand(v)).collect();
+        let var = move |i: u32| if i == 0 { 0 } else { base + i };
+        let operand = |k: u32| ops[k as usize];
+        ir::ops::ScanStmt {
+            target,
+            left: p.left.into_iter().map(var).collect(),
+            body: remap(p.body, &var, &operand, &|k| k),
+            cond: p.cond.map(|c| remap(c, &var, &operand, &|k| k)),
+        }
+    }
+}

@@ -16,6 +16,7 @@ mod index;
 pub mod types;
 
 use crate::diag::{Code, Diagnostic, Diagnostics, FileId, Span};
+use crate::ir;
 use crate::limits;
 use crate::syntax::ast::{self, DType, Expr, ExprKind, LayerDef, ModelDef, ModelMember, WeightEntry, WeightKind};
 pub use builtins::{Builtin, DefaultInit};
@@ -77,6 +78,8 @@ pub struct Io {
 #[derive(Clone, Debug)]
 pub struct CheckedModel {
     pub name: String,
+    /// The model lowered to the graph IR (before any pass).
+    pub graph: ir::Graph,
     pub config: Vec<(String, Const)>,
     pub inputs: Vec<Io>,
     pub outputs: Vec<Io>,
@@ -137,11 +140,13 @@ pub(crate) struct Tensor {
     pub ty: TensorTy,
     pub mask: Option<causal::Mask>,
     pub taint: TaintRef,
+    /// The graph value that computes it.
+    pub node: ir::ValueId,
 }
 
 impl Tensor {
-    pub fn plain(ty: TensorTy) -> Tensor {
-        Tensor { ty, mask: None, taint: None }
+    pub fn plain(ty: TensorTy, node: ir::ValueId) -> Tensor {
+        Tensor { ty, mask: None, taint: None, node }
     }
 }
 
@@ -186,6 +191,10 @@ pub(crate) struct Checker<'a> {
     work: usize,
     /// Set once a limit error stops the check.
     aborted: bool,
+    /// The graph the forwards lower into, as they are checked.
+    pub graph: ir::Graph,
+    /// The graph value of each weight read so far.
+    weight_nodes: HashMap<usize, ir::ValueId>,
 }
 
 /// Checks the user's file (with the prelude) and returns the checked model or
@@ -208,6 +217,8 @@ pub fn check(
         user_file,
         work: 0,
         aborted: false,
+        graph: ir::Graph::default(),
+        weight_nodes: HashMap::new(),
     };
     for item in &prelude.items {
         if let ast::Item::Layer(l) = item {
@@ -282,6 +293,57 @@ impl<'a> Checker<'a> {
             }
         }
         self.diags.push(d);
+    }
+
+    /// The graph value of a weight, created on first use.
+    pub(crate) fn weight_node(&mut self, w: usize) -> ir::ValueId {
+        if let Some(&v) = self.weight_nodes.get(&w) {
+            return v;
+        }
+        let info = &self.weights[w];
+        let ty = TensorTy { dtype: info.dtype, shape: info.shape.iter().map(|&d| Dim::Known(d)).collect() };
+        let v = self.graph.add1(ir::Op::Weight { name: info.name.clone() }, Vec::new(), ty);
+        self.weight_nodes.insert(w, v);
+        v
+    }
+
+    /// A scalar constant.
+    pub(crate) fn const_node(&mut self, value: f64) -> ir::ValueId {
+        self.graph.add1(ir::Op::Const { value }, Vec::new(), TensorTy { dtype: DType::F32, shape: Vec::new() })
+    }
+
+    /// `f(args...)` element by element, operands broadcast to `shape`.
+    pub(crate) fn elementwise(&mut self, f: ir::ScalarFn, args: &[&Tensor], shape: &[Dim]) -> ir::ValueId {
+        let n = shape.len();
+        let vars: Vec<ir::ops::LoopVar> = shape
+            .iter()
+            .enumerate()
+            .map(|(i, d)| ir::ops::LoopVar { name: format!("i{i}"), extent: d.clone() })
+            .collect();
+        let mut operands: Vec<ir::ValueId> = Vec::new();
+        let loads = args
+            .iter()
+            .map(|t| {
+                let k = operands.iter().position(|&o| o == t.node).unwrap_or_else(|| {
+                    operands.push(t.node);
+                    operands.len() - 1
+                });
+                let r = t.ty.shape.len();
+                let indices = (0..r)
+                    .map(|a| {
+                        let axis = n - r + a;
+                        if t.ty.shape[a] == Dim::Known(1) && shape[axis] != Dim::Known(1) {
+                            ir::Scalar::Const(0.0)
+                        } else {
+                            ir::Scalar::Index(axis as u32)
+                        }
+                    })
+                    .collect();
+                ir::Scalar::Load { operand: k as u32, indices }
+            })
+            .collect();
+        let gen = ir::ops::Generic { vars, rank: n, body: ir::Scalar::apply(f, loads), cond: None };
+        self.graph.add1(ir::Op::Generic(Box::new(gen)), operands, TensorTy { dtype: DType::F32, shape: shape.to_vec() })
     }
 
     /// Counts work; past the limit the check stops with one error.
@@ -401,13 +463,21 @@ impl<'a> Checker<'a> {
                         ));
                     }
                 }
-                let ins: Vec<(String, Tensor)> =
-                    inputs.iter().map(|(io, ty)| (io.name.name.clone(), Tensor::plain(ty.clone()))).collect();
+                let ins: Vec<(String, Tensor)> = inputs
+                    .iter()
+                    .map(|(io, ty)| {
+                        let node =
+                            self.graph.add1(ir::Op::Input { name: io.name.name.clone() }, Vec::new(), ty.clone());
+                        (io.name.name.clone(), Tensor::plain(ty.clone(), node))
+                    })
+                    .collect();
                 let outs: Vec<(&ast::IoDecl, TensorTy)> = outputs.iter().map(|(io, ty)| (*io, ty.clone())).collect();
                 forward::model_forward(self, f, &config_map, top, ins, &outs);
             }
         }
+        self.graph.name = m.name.name.clone();
         Some(CheckedModel {
+            graph: std::mem::take(&mut self.graph),
             name: m.name.name.clone(),
             config,
             inputs: inputs.into_iter().map(|(io, ty)| Io { name: io.name.name.clone(), ty }).collect(),

@@ -1,0 +1,165 @@
+//! Scalar expressions: the bodies of `generic` and `scan`. They read operands at
+//! index expressions, combine values with element functions, and may reduce over
+//! loop indices. Index expressions are the same type, evaluated as integers.
+
+use crate::syntax::ast::ReduceOp;
+
+/// Element functions and operators of a scalar body.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ScalarFn {
+    Neg,
+    Not,
+    Add,
+    Sub,
+    Mul,
+    Div,
+    Lt,
+    Le,
+    Gt,
+    Ge,
+    Eq,
+    Ne,
+    And,
+    Or,
+    Max,
+    Min,
+    Pow,
+    Exp,
+    Log,
+    Log1p,
+    Sqrt,
+    Rsqrt,
+    Abs,
+    Tanh,
+    Sigmoid,
+    Silu,
+    Gelu,
+    Relu,
+    Softplus,
+    Cos,
+    Sin,
+}
+
+impl ScalarFn {
+    /// The name in the text form (operators by their `.seq` spelling).
+    pub fn name(self) -> &'static str {
+        use ScalarFn::*;
+        match self {
+            Neg => "neg",
+            Not => "not",
+            Add => "+",
+            Sub => "-",
+            Mul => "*",
+            Div => "/",
+            Lt => "<",
+            Le => "<=",
+            Gt => ">",
+            Ge => ">=",
+            Eq => "==",
+            Ne => "!=",
+            And => "&&",
+            Or => "||",
+            Max => "max",
+            Min => "min",
+            Pow => "pow",
+            Exp => "exp",
+            Log => "log",
+            Log1p => "log1p",
+            Sqrt => "sqrt",
+            Rsqrt => "rsqrt",
+            Abs => "abs",
+            Tanh => "tanh",
+            Sigmoid => "sigmoid",
+            Silu => "silu",
+            Gelu => "gelu",
+            Relu => "relu",
+            Softplus => "softplus",
+            Cos => "cos",
+            Sin => "sin",
+        }
+    }
+
+    /// An element function by its `.seq` name.
+    pub fn function(name: &str) -> Option<ScalarFn> {
+        use ScalarFn::*;
+        Some(match name {
+            "max" => Max,
+            "min" => Min,
+            "pow" => Pow,
+            "exp" => Exp,
+            "log" => Log,
+            "log1p" => Log1p,
+            "sqrt" => Sqrt,
+            "rsqrt" => Rsqrt,
+            "abs" => Abs,
+            "tanh" => Tanh,
+            "sigmoid" => Sigmoid,
+            "silu" => Silu,
+            "gelu" => Gelu,
+            "relu" => Relu,
+            "softplus" => Softplus,
+            "cos" => Cos,
+            "sin" => Sin,
+            _ => return None,
+        })
+    }
+
+    pub fn is_infix(self) -> bool {
+        use ScalarFn::*;
+        matches!(self, Add | Sub | Mul | Div | Lt | Le | Gt | Ge | Eq | Ne | And | Or)
+    }
+}
+
+/// A scalar expression.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Scalar {
+    Const(f64),
+    /// A loop index of the enclosing op, by number.
+    Index(u32),
+    /// The run-time size of a symbolic dimension (`L`).
+    Size(String),
+    /// Operand `operand` at the given indices; out of range reads 0.
+    Load {
+        operand: u32,
+        indices: Vec<Scalar>,
+    },
+    /// A scan state (the previous step's in an update, the new one in an output).
+    State {
+        state: u32,
+        indices: Vec<Scalar>,
+    },
+    Apply(ScalarFn, Vec<Scalar>),
+    Select(Box<Scalar>, Box<Scalar>, Box<Scalar>),
+    /// A reduction over loop indices `vars`, skipping points where the op's
+    /// condition is false or the body is masked.
+    Reduce {
+        op: ReduceOp,
+        vars: Vec<u32>,
+        body: Box<Scalar>,
+    },
+}
+
+impl Scalar {
+    pub fn apply(f: ScalarFn, args: Vec<Scalar>) -> Scalar {
+        Scalar::Apply(f, args)
+    }
+
+    /// Every operand number the expression reads.
+    pub fn operands(&self, out: &mut Vec<u32>) {
+        match self {
+            Scalar::Load { operand, indices } => {
+                out.push(*operand);
+                indices.iter().for_each(|i| i.operands(out));
+            }
+            Scalar::State { indices, .. } => indices.iter().for_each(|i| i.operands(out)),
+            Scalar::Apply(_, args) => args.iter().for_each(|a| a.operands(out)),
+            Scalar::Select(c, a, b) => {
+                c.operands(out);
+                a.operands(out);
+                b.operands(out);
+            }
+            Scalar::Reduce { body, .. } => body.operands(out),
+            Scalar::Const(_) | Scalar::Index(_) | Scalar::Size(_) => {}
+        }
+    }
+}
