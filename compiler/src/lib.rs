@@ -9,6 +9,7 @@
 
 pub mod diag;
 pub mod driver;
+pub mod init;
 pub mod ir;
 pub mod limits;
 pub mod prelude;

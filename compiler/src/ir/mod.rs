@@ -10,6 +10,7 @@
 //! Invariant (checked by `verify`): every operand is defined before use, every
 //! value is defined once, and every value has a type.
 
+pub mod interp;
 pub mod ops;
 pub mod print;
 pub mod scalar;
