@@ -7,8 +7,10 @@
 use clap::{Parser, Subcommand, ValueEnum};
 use seqc_compiler::diag::{self, ColorChoice, Diagnostic};
 use seqc_compiler::driver::{self, Session};
+use seqc_compiler::ir::interp::{self, Tensor};
 use seqc_compiler::sema::{Checked, CheckedModel};
-use seqc_compiler::syntax;
+use seqc_compiler::syntax::{self, ast::DType};
+use seqc_compiler::{bind, checkpoint};
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -47,6 +49,17 @@ enum Target {
 }
 
 #[derive(Clone, Copy, ValueEnum, PartialEq)]
+enum Engine {
+    Interp,
+}
+
+#[derive(Clone, Copy, ValueEnum, PartialEq)]
+enum Mode {
+    Parallel,
+    Step,
+}
+
+#[derive(Clone, Copy, ValueEnum, PartialEq)]
 enum Emit {
     Ast,
     Graph,
@@ -82,6 +95,45 @@ enum Command {
         config: String,
         #[arg(short = 'o', long)]
         output: Option<PathBuf>,
+    },
+    /// Write initial weights from each declaration's `init`.
+    Init {
+        file: PathBuf,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        #[arg(short = 'o', long)]
+        output: PathBuf,
+        #[arg(long, default_value = "")]
+        config: String,
+        /// Also write random inputs for the model here (token ids, unit normals).
+        #[arg(long)]
+        random_input: Option<PathBuf>,
+        /// Batch size of the random inputs.
+        #[arg(long, default_value_t = 1)]
+        batch: usize,
+        /// Sequence length of the random inputs.
+        #[arg(long, default_value_t = 16)]
+        seq_len: usize,
+    },
+    /// Run a model on inputs from a safetensors file.
+    Run {
+        file: PathBuf,
+        #[arg(long)]
+        weights: PathBuf,
+        #[arg(long)]
+        input: PathBuf,
+        #[arg(short = 'o', long)]
+        output: PathBuf,
+        /// The reference interpreter (f64) is the only engine so far.
+        #[arg(long, value_enum, default_value_t = Engine::Interp)]
+        engine: Engine,
+        #[arg(long, value_enum, default_value_t = Mode::Parallel)]
+        mode: Mode,
+        #[arg(long, default_value = "")]
+        config: String,
+        /// Stop at the first NaN or infinity and name the op and layer.
+        #[arg(long)]
+        check_finite: bool,
     },
     /// Print a file in canonical formatting.
     Fmt {
@@ -153,6 +205,31 @@ fn print_weights(m: &CheckedModel, printer: &Printer) {
         println!("{}", serde_json::Value::Array(rows));
     } else {
         print!("{}", driver::weight_table(m));
+    }
+}
+
+/// Reports an error that has no place in a source file.
+fn fail(e: impl std::fmt::Display) -> Reported {
+    eprintln!("error: {e}");
+    Reported
+}
+
+/// Checks a file that must hold a model.
+fn model_of(file: &Path, config: &str, printer: &Printer) -> Result<CheckedModel, Reported> {
+    let (s, checked) = check_one(file, config, printer)?;
+    match checked {
+        Checked::Model(m) => Ok(m),
+        Checked::Layers(_) => {
+            let d = Diagnostic::error(
+                diag::Code::NoModel,
+                "this file has no model",
+                diag::Span::new(s.file, 0, 0),
+                "layers only",
+            )
+            .with_help("add a `model` that uses the layers");
+            printer.diagnostics(&s, &[d]);
+            Err(Reported)
+        }
     }
 }
 
@@ -242,6 +319,45 @@ fn run(cli: Cli) -> Result<(), Reported> {
                     Err(Reported)
                 }
             }
+        }
+        Command::Init { file, seed, output, config, random_input, batch, seq_len } => {
+            let m = model_of(&file, &config, &printer)?;
+            let weights = seqc_compiler::init::init_weights(&m, seed);
+            let tensors: Vec<(String, DType, &Tensor)> =
+                m.weights.iter().map(|w| (w.name.clone(), w.dtype, &weights[&w.name])).collect();
+            checkpoint::write(&output, &tensors).map_err(|e| fail(e))?;
+            eprintln!(
+                "wrote {} tensors ({} parameters) to {}",
+                tensors.len(),
+                driver::parameter_count(&m),
+                output.display()
+            );
+            if let Some(path) = random_input {
+                let dims = std::collections::HashMap::from([("B".to_string(), batch), ("L".to_string(), seq_len)]);
+                let inputs = seqc_compiler::init::random_inputs(&m, &dims, seed);
+                let tensors: Vec<(String, DType, &Tensor)> =
+                    m.inputs.iter().map(|io| (io.name.clone(), io.ty.dtype, &inputs[&io.name])).collect();
+                checkpoint::write(&path, &tensors).map_err(fail)?;
+                eprintln!("wrote random inputs (B = {batch}, L = {seq_len}) to {}", path.display());
+            }
+            Ok(())
+        }
+        Command::Run { file, weights, input, output, engine, mode, config, check_finite } => {
+            let Engine::Interp = engine;
+            let m = model_of(&file, &config, &printer)?;
+            if mode == Mode::Step {
+                return Err(fail(
+                    "step mode needs the derived recurrent form, which is not built yet; use --mode parallel",
+                ));
+            }
+            let w = bind::weights(&m, checkpoint::read(&weights).map_err(fail)?).map_err(fail)?;
+            let (dims, inputs) = bind::inputs(&m, checkpoint::read(&input).map_err(fail)?).map_err(fail)?;
+            let bindings = interp::Bindings { dims: &dims, inputs: &inputs, weights: &w };
+            let outputs = interp::run_with(&m.graph, &bindings, check_finite).map_err(fail)?;
+            let tensors: Vec<(String, DType, &Tensor)> =
+                outputs.iter().map(|(n, t)| (n.clone(), DType::F32, t)).collect();
+            checkpoint::write(&output, &tensors).map_err(fail)?;
+            Ok(())
         }
         Command::Fmt { file, check } => {
             let s = session(&file, &printer)?;

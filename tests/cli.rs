@@ -181,3 +181,83 @@ fn malformed_inputs() {
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).matches("error[").count() <= 100, "diagnostics are capped");
 }
+
+#[test]
+fn init_then_run() {
+    let dir = std::env::temp_dir().join(format!("seqc-run-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let p = |n: &str| dir.join(n).to_string_lossy().into_owned();
+    let config = "d_model=32,n_layer=2,vocab=64";
+    let o = seqc(&[
+        "init",
+        "dsl-examples/mamba.seq",
+        "--config",
+        config,
+        "--seed",
+        "5",
+        "-o",
+        &p("w.safetensors"),
+        "--random-input",
+        &p("in.safetensors"),
+        "--batch",
+        "2",
+        "--seq-len",
+        "5",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let run = |out: &str, extra: &[&str]| {
+        let mut args = vec!["run", "dsl-examples/mamba.seq", "--config", config, "--weights"];
+        let (w, i, o) = (p("w.safetensors"), p("in.safetensors"), p(out));
+        args.extend([w.as_str(), "--input", i.as_str(), "-o", o.as_str()]);
+        args.extend(extra);
+        seqc(&args)
+    };
+    let o = run("out1.safetensors", &["--check-finite"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let o = run("out2.safetensors", &[]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let (a, b) = (std::fs::read(p("out1.safetensors")).unwrap(), std::fs::read(p("out2.safetensors")).unwrap());
+    assert_eq!(a, b, "runs are deterministic");
+    let tensors = seqc_compiler::checkpoint::read(Path::new(&p("out1.safetensors"))).unwrap();
+    assert_eq!(tensors.len(), 1);
+    assert_eq!(tensors[0].0, "logits");
+    assert_eq!(tensors[0].1.tensor.shape, vec![2, 5, 64]);
+    assert!(tensors[0].1.tensor.data.iter().all(|v| v.is_finite()));
+
+    // Mismatches name the tensor and both shapes, and change nothing.
+    let o = seqc(&[
+        "run",
+        "dsl-examples/mamba.seq",
+        "--config",
+        "d_model=16,n_layer=2,vocab=64",
+        "--weights",
+        &p("w.safetensors"),
+        "--input",
+        &p("in.safetensors"),
+        "-o",
+        &p("bad.safetensors"),
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("weight `backbone.embedding.weight` has shape [64, 32], expected [64, 16]"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!Path::new(&p("bad.safetensors")).exists());
+    let o = seqc(&[
+        "run",
+        "dsl-examples/mamba.seq",
+        "--config",
+        config,
+        "--weights",
+        &p("w.safetensors"),
+        "--input",
+        &p("w.safetensors"),
+        "-o",
+        &p("bad.safetensors"),
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("missing input `tokens` (expected [B, L])"), "{}", stderr(&o));
+    let o = run("step.safetensors", &["--mode", "step"]);
+    assert_eq!(o.status.code(), Some(1));
+}

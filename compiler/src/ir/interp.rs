@@ -69,6 +69,8 @@ pub enum InterpError {
     UnknownDim(String),
     #[error("token id {id} is out of range for an embedding of {rows} rows")]
     TokenOutOfRange { id: i64, rows: usize },
+    #[error("%{value} = {op} (in `{origin}`) computes {what} at {index:?}")]
+    NonFinite { value: u32, op: &'static str, origin: String, what: &'static str, index: Vec<usize> },
 }
 
 /// What a run reads: symbolic dimension sizes, inputs and weights by name.
@@ -80,8 +82,14 @@ pub struct Bindings<'a> {
 
 /// Runs the graph; returns its outputs by name, in declaration order.
 pub fn run(g: &Graph, b: &Bindings) -> Result<Vec<(String, Tensor)>, InterpError> {
+    run_with(g, b, false)
+}
+
+/// Runs the graph; with `check_finite`, stops at the first node that computes a
+/// NaN or an infinity and names it.
+pub fn run_with(g: &Graph, b: &Bindings, check_finite: bool) -> Result<Vec<(String, Tensor)>, InterpError> {
     let mut values: Vec<Option<Tensor>> = vec![None; g.types.len()];
-    for node in &g.nodes {
+    for (i, node) in g.nodes.iter().enumerate() {
         let args: Vec<&Tensor> = node
             .operands
             .iter()
@@ -90,6 +98,21 @@ pub fn run(g: &Graph, b: &Bindings) -> Result<Vec<(String, Tensor)>, InterpError
         let shapes: Vec<Vec<usize>> =
             node.results.iter().map(|r| extents(&g.ty(*r).shape, b.dims)).collect::<Result<_, _>>()?;
         let results = eval_node(&node.op, &args, &shapes, b)?;
+        if check_finite {
+            for (r, t) in node.results.iter().zip(&results) {
+                if let Some(k) = t.data.iter().position(|v| !v.is_finite()) {
+                    let mut index = vec![0; t.shape.len()];
+                    let mut rest = k;
+                    for (a, n) in t.shape.iter().enumerate().rev() {
+                        index[a] = rest % n;
+                        rest /= n;
+                    }
+                    let origin = g.origins.get(i).filter(|o| !o.is_empty()).cloned().unwrap_or_else(|| g.name.clone());
+                    let what = if t.data[k].is_nan() { "NaN" } else { "an infinity" };
+                    return Err(InterpError::NonFinite { value: r.0, op: node.op.name(), origin, what, index });
+                }
+            }
+        }
         for (r, t) in node.results.iter().zip(results) {
             values[r.0 as usize] = Some(t);
         }

@@ -42,6 +42,11 @@ pub struct Graph {
     pub types: Vec<TensorTy>,
     /// The model's outputs, by name.
     pub outputs: Vec<(String, ValueId)>,
+    /// For each node, the layer instance it was lowered from (its checkpoint
+    /// path; empty for the model's own forward), for error messages.
+    pub origins: Vec<String>,
+    /// The origin recorded for nodes added from now on.
+    origin: String,
 }
 
 impl Graph {
@@ -59,7 +64,13 @@ impl Graph {
             })
             .collect();
         self.nodes.push(Node { op, operands, results: ids.clone() });
+        self.origins.push(self.origin.clone());
         ids
+    }
+
+    /// Sets the origin of the nodes added next; returns the previous one.
+    pub fn set_origin(&mut self, origin: String) -> String {
+        std::mem::replace(&mut self.origin, origin)
     }
 
     /// Appends a node with a single result.

@@ -139,8 +139,10 @@ fn run_layer_forward(
         expired_states: Vec::new(),
     };
     cx.sites.push(cx.instances[id].site);
+    let outer = cx.graph.set_origin(cx.instances[id].path.clone());
     let ret = stmts(cx, &mut frame, &f.body);
     let out = if cx.aborted { None } else { check_return(cx, f, ret, &frame) };
+    cx.graph.set_origin(outer);
     cx.sites.pop();
     out
 }
@@ -1294,7 +1296,9 @@ fn layer_call(
                 x.taint.clone()
             };
             let ty = TensorTy { dtype: DType::F32, shape };
+            let outer = cx.graph.set_origin(cx.instances[id].path.clone());
             let node = lower_builtin(cx, id, b, &x, ty.clone());
+            cx.graph.set_origin(outer);
             Some(Value::Tensor(Tensor { ty, mask: None, taint: t, node }))
         }
         LayerKind::User(def) => {

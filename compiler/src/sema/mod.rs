@@ -127,6 +127,8 @@ pub(crate) enum LayerKind<'a> {
 /// One instantiated layer: its constants and its members.
 pub(crate) struct Instance<'a> {
     pub kind: LayerKind<'a>,
+    /// Its checkpoint path (`backbone.layers.3.mixer`).
+    pub path: String,
     /// Whether instantiating it raised errors; its forward is then not checked.
     pub failed: bool,
     pub consts: HashMap<String, Const>,
@@ -906,7 +908,14 @@ impl<'a> Checker<'a> {
         let lookup = |n: &str| env.get(n).cloned();
         let consts = self.bind_params(kind, call, &lookup)?;
         let id = self.instances.len();
-        self.instances.push(Instance { kind, failed: false, consts, members: HashMap::new(), site: call.span });
+        self.instances.push(Instance {
+            kind,
+            path: path.to_string(),
+            failed: false,
+            consts,
+            members: HashMap::new(),
+            site: call.span,
+        });
         let errors_before = self.diags.len();
         self.sites.push(call.span);
         match kind {

@@ -1,0 +1,118 @@
+//! Binds a run's tensors to a checked model: weights by checkpoint name, inputs
+//! by their declarations, and the symbolic dimensions (`B`, `L`) from the inputs'
+//! shapes. Every mismatch is an error that names the tensor and both shapes.
+
+use crate::checkpoint::Stored;
+use crate::ir::interp::Tensor;
+use crate::sema::{CheckedModel, Dim};
+use std::collections::HashMap;
+
+#[derive(Debug, PartialEq, thiserror::Error)]
+pub enum BindError {
+    #[error("missing {kind} `{name}` (expected {expected})")]
+    Missing { kind: &'static str, name: String, expected: String },
+    #[error("unexpected {kind} `{name}`: the model declares no such tensor")]
+    Extra { kind: &'static str, name: String },
+    #[error("{kind} `{name}` has shape {found:?}, expected {expected}")]
+    Shape { kind: &'static str, name: String, expected: String, found: Vec<usize> },
+    #[error("{kind} `{name}` is {found}, expected {expected}")]
+    Dtype { kind: &'static str, name: String, expected: String, found: String },
+    #[error("input `{name}` gives `{dim}` = {found}, but another input gives {bound}")]
+    DimConflict { name: String, dim: String, found: usize, bound: usize },
+}
+
+fn shape_text(shape: &[i64]) -> String {
+    format!("{shape:?}")
+}
+
+/// Checks a checkpoint against the model's weight table.
+pub fn weights(model: &CheckedModel, stored: Vec<(String, Stored)>) -> Result<HashMap<String, Tensor>, BindError> {
+    let mut by_name: HashMap<String, Stored> = stored.into_iter().collect();
+    let mut out = HashMap::new();
+    for w in &model.weights {
+        let expected = shape_text(&w.shape);
+        let Some(s) = by_name.remove(&w.name) else {
+            return Err(BindError::Missing { kind: "weight", name: w.name.clone(), expected });
+        };
+        if !s.dtype.is_float() {
+            return Err(BindError::Dtype {
+                kind: "weight",
+                name: w.name.clone(),
+                expected: "a float tensor".into(),
+                found: s.dtype.name().into(),
+            });
+        }
+        let want: Vec<usize> = w.shape.iter().map(|&d| d as usize).collect();
+        if s.tensor.shape != want {
+            return Err(BindError::Shape { kind: "weight", name: w.name.clone(), expected, found: s.tensor.shape });
+        }
+        out.insert(w.name.clone(), s.tensor);
+    }
+    let mut extra: Vec<String> = by_name.into_keys().collect();
+    extra.sort();
+    match extra.into_iter().next() {
+        Some(name) => Err(BindError::Extra { kind: "weight", name }),
+        None => Ok(out),
+    }
+}
+
+/// Checks inputs against the model's declarations and infers the symbolic
+/// dimensions from their shapes.
+pub fn inputs(
+    model: &CheckedModel,
+    stored: Vec<(String, Stored)>,
+) -> Result<(HashMap<String, usize>, HashMap<String, Tensor>), BindError> {
+    let mut by_name: HashMap<String, Stored> = stored.into_iter().collect();
+    let mut dims: HashMap<String, usize> = HashMap::new();
+    let mut out = HashMap::new();
+    for io in &model.inputs {
+        let expected = crate::sema::types::shape_str(&io.ty.shape);
+        let Some(s) = by_name.remove(&io.name) else {
+            return Err(BindError::Missing { kind: "input", name: io.name.clone(), expected });
+        };
+        if s.dtype.is_float() != io.ty.dtype.is_float() {
+            return Err(BindError::Dtype {
+                kind: "input",
+                name: io.name.clone(),
+                expected: io.ty.dtype.name().into(),
+                found: s.dtype.name().into(),
+            });
+        }
+        if s.tensor.shape.len() != io.ty.shape.len() {
+            return Err(BindError::Shape { kind: "input", name: io.name.clone(), expected, found: s.tensor.shape });
+        }
+        for (d, &n) in io.ty.shape.iter().zip(&s.tensor.shape) {
+            match d {
+                Dim::Known(k) if *k as usize != n => {
+                    return Err(BindError::Shape {
+                        kind: "input",
+                        name: io.name.clone(),
+                        expected,
+                        found: s.tensor.shape.clone(),
+                    })
+                }
+                Dim::Known(_) => {}
+                Dim::Sym(sym) => match dims.get(&**sym) {
+                    Some(&b) if b != n => {
+                        return Err(BindError::DimConflict {
+                            name: io.name.clone(),
+                            dim: sym.to_string(),
+                            found: n,
+                            bound: b,
+                        })
+                    }
+                    _ => {
+                        dims.insert(sym.to_string(), n);
+                    }
+                },
+            }
+        }
+        out.insert(io.name.clone(), s.tensor);
+    }
+    let mut extra: Vec<String> = by_name.into_keys().collect();
+    extra.sort();
+    match extra.into_iter().next() {
+        Some(name) => Err(BindError::Extra { kind: "input", name }),
+        None => Ok((dims, out)),
+    }
+}
