@@ -10,7 +10,7 @@ use seqc_compiler::driver::{self, Session};
 use seqc_compiler::ir::interp::{self, Tensor};
 use seqc_compiler::sema::{Checked, CheckedModel};
 use seqc_compiler::syntax::{self, ast::DType};
-use seqc_compiler::{bind, checkpoint};
+use seqc_compiler::{bind, checkpoint, passes};
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -95,6 +95,9 @@ enum Command {
         config: String,
         #[arg(short = 'o', long)]
         output: Option<PathBuf>,
+        /// With `--emit graph`: stop after this pass (`lower` for the graph as lowered).
+        #[arg(long)]
+        after: Option<String>,
     },
     /// Write initial weights from each declaration's `init`.
     Init {
@@ -275,7 +278,7 @@ fn run(cli: Cli) -> Result<(), Reported> {
                 Ok(())
             }
         }
-        Command::Compile { file, target, emit, config, output } => {
+        Command::Compile { file, target, emit, config, output, after } => {
             let _ = (target, output);
             match emit {
                 Some(Emit::Ast) => {
@@ -292,11 +295,15 @@ fn run(cli: Cli) -> Result<(), Reported> {
                     }
                 }
                 Some(Emit::Graph) => {
-                    let (_, checked) = check_one(&file, &config, &printer)?;
-                    let Checked::Model(m) = checked else {
-                        eprintln!("error: `{}` has no model to lower", file.display());
-                        return Err(Reported);
-                    };
+                    if let Some(a) = after.as_deref() {
+                        if !passes::names().contains(&a) {
+                            eprintln!("error: unknown pass `{a}`; the passes are: {}", passes::names().join(", "));
+                            std::process::exit(2);
+                        }
+                    }
+                    let mut m = model_of(&file, &config, &printer)?;
+                    passes::run_until(&mut m.graph, after.as_deref())
+                        .map_err(|e| fail(format!("internal compiler error: {e}")))?;
                     print!("{}", seqc_compiler::ir::print::print(&m.graph));
                     Ok(())
                 }

@@ -10,6 +10,9 @@ use seqc_compiler::ir::verify::verify;
 use seqc_compiler::sema::{Checked, CheckedModel};
 use std::collections::HashMap;
 
+mod common;
+use common::SMALL;
+
 fn model(file: &str, src: &[u8], config: &str) -> CheckedModel {
     let (session, result) = driver::check_bytes(file, src, config);
     match result {
@@ -45,16 +48,6 @@ fn prefix(t: &Tensor, len: usize) -> Tensor {
     shape[1] = len;
     Tensor::new(shape, data)
 }
-
-const SMALL: &[(&str, &str)] = &[
-    ("mamba.seq", "d_model=16,n_layer=2,vocab=50,d_state=4"),
-    ("transformer.seq", "d_model=16,n_layer=1,n_heads=4,n_kv_heads=2,d_ff=32,vocab=50"),
-    ("s4d.seq", "d_input=3,d_model=8,d_state=4,n_layer=2,d_output=2"),
-    ("hyena.seq", "d_model=8,n_layer=1,vocab=30,l_max=16"),
-    ("griffin.seq", "d_model=16,d_rnn=16,n_heads=2,window=2,n_group=1,d_ff=24,vocab=30"),
-    ("hybrid.seq", "d_model=16,n_group=1,n_heads=4,n_kv_heads=2,d_ff=24,vocab=30,d_state=4"),
-    ("gla.seq", "d_model=16,n_heads=2,n_layer=1,vocab=30"),
-];
 
 #[test]
 fn every_example_is_covered() {

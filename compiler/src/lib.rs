@@ -14,6 +14,7 @@ pub mod driver;
 pub mod init;
 pub mod ir;
 pub mod limits;
+pub mod passes;
 pub mod prelude;
 pub mod sema;
 pub mod syntax;

@@ -8,7 +8,6 @@
 
 use super::ops::{Generic, LoopVar, ScanOp, StateInit};
 use super::{Graph, Op, Scalar, ScalarFn};
-use crate::sema::consts::apply as apply_fn;
 use crate::sema::types::Dim;
 use crate::syntax::ast::ReduceOp;
 use std::collections::HashMap;
@@ -568,24 +567,7 @@ impl Frame<'_> {
                     ScalarFn::Div => vals[0].1,
                     _ => false,
                 };
-                let b = |c: bool| f64::from(u8::from(c));
-                let v = match f {
-                    ScalarFn::Neg => -x[0],
-                    ScalarFn::Not => b(x[0] == 0.0),
-                    ScalarFn::Add => x[0] + x[1],
-                    ScalarFn::Sub => x[0] - x[1],
-                    ScalarFn::Mul => x[0] * x[1],
-                    ScalarFn::Div => x[0] / x[1],
-                    ScalarFn::Lt => b(x[0] < x[1]),
-                    ScalarFn::Le => b(x[0] <= x[1]),
-                    ScalarFn::Gt => b(x[0] > x[1]),
-                    ScalarFn::Ge => b(x[0] >= x[1]),
-                    ScalarFn::Eq => b(x[0] == x[1]),
-                    ScalarFn::Ne => b(x[0] != x[1]),
-                    ScalarFn::And => b(x[0] != 0.0 && x[1] != 0.0),
-                    ScalarFn::Or => b(x[0] != 0.0 || x[1] != 0.0),
-                    other => apply_fn(other.name(), &x),
-                };
+                let v = super::scalar::apply_fn(*f, &x);
                 (v, masked)
             }
             Scalar::Reduce { op, vars, body } => self.reduce(*op, vars, body),

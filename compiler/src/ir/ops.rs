@@ -87,6 +87,19 @@ pub struct ScanStmt {
     pub cond: Option<Scalar>,
 }
 
+/// What the `linear-recurrence` pass found about a state's update.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Recurrence {
+    /// Not analysed yet.
+    Unknown,
+    /// `h = a * h + b` or `h[i] = b[i] + sum[j] a[i, j] * h[j]`, with `a` and `b` free
+    /// of states: a chunked or tree-parallel scan may run it; when `a` does not
+    /// depend on the scan index, so may a convolution.
+    Linear { time_invariant: bool },
+    /// Anything else: runs sequentially along the axis.
+    Nonlinear,
+}
+
 /// `for axis in 0..extent { states = updates(states); outputs[axis] = ... }`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ScanOp {
@@ -96,6 +109,8 @@ pub struct ScanOp {
     pub states: Vec<State>,
     pub updates: Vec<ScanStmt>,
     pub outputs: Vec<ScanStmt>,
+    /// One per state, in state order.
+    pub recurrence: Vec<Recurrence>,
 }
 
 impl Op {

@@ -6,16 +6,32 @@
 //! Bodies are written in `.seq` index notation, operands by their value ids.
 //! Nothing printed depends on hash order or on anything outside the graph.
 
-use super::ops::{Generic, LoopVar, ScanOp, StateInit};
+use super::ops::{Generic, LoopVar, Recurrence, ScanOp, StateInit};
 use super::{Graph, Op, Scalar, ScalarFn, ValueId};
 use crate::sema::types::shape_str;
 use std::fmt::Write;
 
+/// Prints the graph; values are numbered in definition order, so a small change to
+/// the graph makes a small diff.
 pub fn print(g: &Graph) -> String {
+    let mut number = vec![0u32; g.types.len()];
+    let mut next = 0;
+    for node in &g.nodes {
+        for r in &node.results {
+            number[r.0 as usize] = next;
+            next += 1;
+        }
+    }
+    let renumbered = |v: &ValueId| ValueId(number[v.0 as usize]);
     let mut out = format!("graph {} {{\n", g.name);
     for node in &g.nodes {
-        let results: Vec<String> = node.results.iter().map(|r| format!("%{}", r.0)).collect();
         let types: Vec<String> = node.results.iter().map(|r| g.ty(*r).to_string()).collect();
+        let node = &super::Node {
+            op: node.op.clone(),
+            operands: node.operands.iter().map(renumbered).collect(),
+            results: node.results.iter().map(renumbered).collect(),
+        };
+        let results: Vec<String> = node.results.iter().map(|r| format!("%{}", r.0)).collect();
         let operands: Vec<String> = node.operands.iter().map(|o| format!("%{}", o.0)).collect();
         let head = format!("  {} = {}", results.join(", "), node.op.name());
         let line = match &node.op {
@@ -39,7 +55,7 @@ pub fn print(g: &Graph) -> String {
         let _ = writeln!(out, "{line} : {}", types.join(", "));
     }
     for (name, v) in &g.outputs {
-        let _ = writeln!(out, "  output {name} = %{}", v.0);
+        let _ = writeln!(out, "  output {name} = %{}", renumbered(v).0);
     }
     out.push_str("}\n");
     out
@@ -89,7 +105,15 @@ fn scan_text(scan: &ScanOp, operands: &[ValueId], results: &[ValueId]) -> String
             StateInit::Const(v) => format!("{v:?}"),
             StateInit::Operand(k) => format!("%{}", operands[k as usize].0),
         };
-        let _ = writeln!(s, "    state {}{} = {init}", st.name, shape_str(&st.shape));
+        let _ = write!(s, "    state {}{} = {init}", st.name, shape_str(&st.shape));
+        let i = scan.states.iter().position(|x| x.name == st.name).unwrap_or(0);
+        match scan.recurrence.get(i) {
+            Some(Recurrence::Linear { time_invariant: true }) => s.push_str(" linear time-invariant"),
+            Some(Recurrence::Linear { time_invariant: false }) => s.push_str(" linear"),
+            Some(Recurrence::Nonlinear) => s.push_str(" nonlinear"),
+            _ => {}
+        }
+        s.push('\n');
     }
     for (stmts, is_update) in [(&scan.updates, true), (&scan.outputs, false)] {
         for st in stmts {
@@ -138,10 +162,12 @@ fn scalar(e: &Scalar, n: &[String], vars: &[LoopVar], operands: &[ValueId], stat
     let list = |xs: &[Scalar]| xs.iter().map(|x| scalar(x, n, vars, operands, states)).collect::<Vec<_>>().join(", ");
     match e {
         Scalar::Const(v) => {
+            // Integral constants print as integers (they are often indices).
+            let text = if v.fract() == 0.0 && v.abs() < 1e15 { format!("{}", *v as i64) } else { format!("{v:?}") };
             if *v < 0.0 {
-                format!("({v:?})")
+                format!("({text})")
             } else {
-                format!("{v:?}")
+                text
             }
         }
         Scalar::Index(i) => n[*i as usize].clone(),

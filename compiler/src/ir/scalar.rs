@@ -163,3 +163,51 @@ impl Scalar {
         }
     }
 }
+
+/// The value of a function on constants (the reference semantics).
+pub fn apply_fn(f: ScalarFn, x: &[f64]) -> f64 {
+    let b = |c: bool| f64::from(u8::from(c));
+    match f {
+        ScalarFn::Neg => -x[0],
+        ScalarFn::Not => b(x[0] == 0.0),
+        ScalarFn::Add => x[0] + x[1],
+        ScalarFn::Sub => x[0] - x[1],
+        ScalarFn::Mul => x[0] * x[1],
+        ScalarFn::Div => x[0] / x[1],
+        ScalarFn::Lt => b(x[0] < x[1]),
+        ScalarFn::Le => b(x[0] <= x[1]),
+        ScalarFn::Gt => b(x[0] > x[1]),
+        ScalarFn::Ge => b(x[0] >= x[1]),
+        ScalarFn::Eq => b(x[0] == x[1]),
+        ScalarFn::Ne => b(x[0] != x[1]),
+        ScalarFn::And => b(x[0] != 0.0 && x[1] != 0.0),
+        ScalarFn::Or => b(x[0] != 0.0 || x[1] != 0.0),
+        other => crate::sema::consts::apply(other.name(), x),
+    }
+}
+
+impl Scalar {
+    /// Whether loop index `i` occurs anywhere in the expression.
+    pub fn mentions(&self, i: u32) -> bool {
+        match self {
+            Scalar::Index(j) => *j == i,
+            Scalar::Load { indices, .. } | Scalar::State { indices, .. } => indices.iter().any(|x| x.mentions(i)),
+            Scalar::Apply(_, a) => a.iter().any(|x| x.mentions(i)),
+            Scalar::Select(c, a, b) => c.mentions(i) || a.mentions(i) || b.mentions(i),
+            Scalar::Reduce { vars, body, .. } => vars.contains(&i) || body.mentions(i),
+            Scalar::Const(_) | Scalar::Size(_) => false,
+        }
+    }
+
+    /// Whether the expression reads any scan state.
+    pub fn reads_state(&self) -> bool {
+        match self {
+            Scalar::State { .. } => true,
+            Scalar::Load { indices, .. } => indices.iter().any(|x| x.reads_state()),
+            Scalar::Apply(_, a) => a.iter().any(|x| x.reads_state()),
+            Scalar::Select(c, a, b) => c.reads_state() || a.reads_state() || b.reads_state(),
+            Scalar::Reduce { body, .. } => body.reads_state(),
+            Scalar::Const(_) | Scalar::Index(_) | Scalar::Size(_) => false,
+        }
+    }
+}

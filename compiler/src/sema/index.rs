@@ -1248,6 +1248,9 @@ pub(crate) fn scan(cx: &mut Checker, frame: &mut Frame, index: &Ident, dim_expr:
     let mut taint: TaintRef = None;
     let mut builder = ScanBuilder::default();
     let mut update_stmts = Vec::new();
+    // An update in error (perhaps silently, reading a poisoned name) leaves its
+    // state's shape unknown: the outputs are not checked then.
+    let mut updates_failed = false;
     for u in &updates {
         let StmtKind::IndexedAssign { name, indices, value, cond } = &u.kind else { continue };
         let st = states.iter_mut().find(|st| st.name.name == name.name).expect("updates name states");
@@ -1286,9 +1289,12 @@ pub(crate) fn scan(cx: &mut Checker, frame: &mut Frame, index: &Ident, dim_expr:
             );
             continue;
         }
-        if let Some(p) = scan_stmt(cx, frame, &infos, index, &dim, indices, value, cond.as_ref(), false) {
-            taint = causal::join(&taint, &p.taint);
-            update_stmts.push(builder.add(infos[&name.name].index, p));
+        match scan_stmt(cx, frame, &infos, index, &dim, indices, value, cond.as_ref(), false) {
+            Some(p) => {
+                taint = causal::join(&taint, &p.taint);
+                update_stmts.push(builder.add(infos[&name.name].index, p));
+            }
+            None => updates_failed = true,
         }
     }
     let mut ir_states = Vec::new();
@@ -1341,7 +1347,7 @@ pub(crate) fn scan(cx: &mut Checker, frame: &mut Frame, index: &Ident, dim_expr:
         }
         ir_states.push(ir::ops::State { name: st.name.name.clone(), shape, init });
     }
-    if cx.diags.len() > errors_before {
+    if cx.diags.len() > errors_before || updates_failed {
         return; // outputs read the states, which are in error
     }
     let mut bound: Vec<(String, TensorTy, TaintRef)> = Vec::new();
@@ -1385,12 +1391,14 @@ pub(crate) fn scan(cx: &mut Checker, frame: &mut Frame, index: &Ident, dim_expr:
     if builder.vars.is_empty() {
         builder.vars.push(ir::ops::LoopVar { name: index.name.clone(), extent: dim.clone() });
     }
+    let recurrence = vec![ir::ops::Recurrence::Unknown; ir_states.len()];
     let op = ir::ops::ScanOp {
         axis: 0,
         vars: builder.vars,
         states: ir_states,
         updates: update_stmts,
         outputs: output_stmts,
+        recurrence,
     };
     let nodes =
         cx.graph.add(ir::Op::Scan(Box::new(op)), builder.operands, bound.iter().map(|(_, ty, _)| ty.clone()).collect());
