@@ -63,6 +63,8 @@ enum Mode {
 enum Emit {
     Ast,
     Graph,
+    /// The step-mode state layout.
+    State,
     Kernel,
     Clif,
     Llvm,
@@ -305,6 +307,13 @@ fn run(cli: Cli) -> Result<(), Reported> {
                     passes::run_until(&mut m.graph, after.as_deref())
                         .map_err(|e| fail(format!("internal compiler error: {e}")))?;
                     print!("{}", seqc_compiler::ir::print::print(&m.graph));
+                    Ok(())
+                }
+                Some(Emit::State) => {
+                    let mut m = model_of(&file, &config, &printer)?;
+                    passes::run_until(&mut m.graph, None).map_err(|e| fail(format!("internal compiler error: {e}")))?;
+                    let layout = seqc_compiler::analysis::state::layout(&m.graph);
+                    print!("{}", seqc_compiler::analysis::state::print(&m.graph, &layout));
                     Ok(())
                 }
                 _ => {

@@ -7,6 +7,7 @@
 //! - [`diag`]: diagnostics with stable codes and their renderer;
 //! - [`driver`]: the pipeline shared by the command line and the tests.
 
+pub mod analysis;
 pub mod bind;
 pub mod checkpoint;
 pub mod diag;

@@ -14,14 +14,7 @@ use std::fmt::Write;
 /// Prints the graph; values are numbered in definition order, so a small change to
 /// the graph makes a small diff.
 pub fn print(g: &Graph) -> String {
-    let mut number = vec![0u32; g.types.len()];
-    let mut next = 0;
-    for node in &g.nodes {
-        for r in &node.results {
-            number[r.0 as usize] = next;
-            next += 1;
-        }
-    }
+    let number = numbering(g);
     let renumbered = |v: &ValueId| ValueId(number[v.0 as usize]);
     let mut out = format!("graph {} {{\n", g.name);
     for node in &g.nodes {
@@ -59,6 +52,19 @@ pub fn print(g: &Graph) -> String {
     }
     out.push_str("}\n");
     out
+}
+
+/// The printed number of each value: its rank in definition order.
+pub fn numbering(g: &Graph) -> Vec<u32> {
+    let mut number = vec![0u32; g.types.len()];
+    let mut next = 0;
+    for node in &g.nodes {
+        for r in &node.results {
+            number[r.0 as usize] = next;
+            next += 1;
+        }
+    }
+    number
 }
 
 /// Loop index names, made unique within an op.

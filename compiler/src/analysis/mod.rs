@@ -1,0 +1,4 @@
+//! Analyses of the graph IR: side tables computed from a graph, never writing
+//! into it.
+
+pub mod state;
