@@ -117,3 +117,23 @@ fn recurrences_are_classified() {
         .collect();
     assert!(kinds.iter().all(|k| *k == Recurrence::Linear { time_invariant: true }), "S4D is LTI: {kinds:?}");
 }
+
+/// After attention fusion, no value with two sequence axes (the `[B, H, L, L]`
+/// scores) remains, and each attention layer is one `attention` op.
+#[test]
+fn attention_is_fused() {
+    for (file, layers) in [("transformer.seq", 1), ("hybrid.seq", 1), ("griffin.seq", 1)] {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("dsl-examples").join(file);
+        let mut m = model(file, &std::fs::read(&path).unwrap(), common::small_config(file));
+        seqc_compiler::passes::run_until(&mut m.graph, None).unwrap();
+        let g = &m.graph;
+        let fused = g.nodes.iter().filter(|n| matches!(n.op, Op::Attention(_))).count();
+        assert_eq!(fused, layers, "{file}:\n{}", print(g));
+        for n in &g.nodes {
+            for r in &n.results {
+                let seq_axes = g.ty(*r).shape.iter().filter(|d| d.is_seq()).count();
+                assert!(seq_axes <= 1, "{file}: {} stores {}\n{}", n.op.name(), g.ty(*r), print(g));
+            }
+        }
+    }
+}

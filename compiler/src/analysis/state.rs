@@ -67,7 +67,7 @@ pub fn layout(g: &Graph) -> Vec<Entry> {
     // For values with a history axis (attention scores): its window, when masked.
     let mut windows: Vec<Option<(usize, i64)>> = vec![None; g.types.len()];
     for node in &g.nodes {
-        if let Op::Generic(gen) = &node.op {
+        if let Op::Generic(gen) | Op::Attention(gen) = &node.op {
             let seq: Vec<usize> = (0..gen.rank).filter(|&a| gen.vars[a].extent.is_seq()).collect();
             if let [pos, hist, ..] = seq[..] {
                 let own = gen.cond.as_ref().and_then(|c| window_of(c, pos as u32, hist as u32));
@@ -102,7 +102,7 @@ pub fn layout(g: &Graph) -> Vec<Entry> {
                     need(node.operands[k as usize], p, i);
                 }
             }
-            Op::Generic(gen) => {
+            Op::Generic(gen) | Op::Attention(gen) => {
                 for (k, p) in generic_reads(g, gen, &node.operands, &windows) {
                     need(node.operands[k as usize], p, i);
                 }

@@ -312,7 +312,7 @@ fn eval_node(op: &Op, args: &[&Tensor], shapes: &[Vec<usize>], b: &Bindings) -> 
             }
             Tensor::new(out.clone(), y)
         }
-        Op::Generic(gen) => generic(gen, args, out, b.dims)?,
+        Op::Generic(gen) | Op::Attention(gen) => generic(gen, args, out, b.dims)?,
         Op::Scan(scan) => return scan_op(scan, args, shapes, b.dims),
     }])
 }

@@ -38,6 +38,10 @@ pub enum Op {
     Concat,
     /// Element-wise and reduction work over a loop nest.
     Generic(Box<Generic>),
+    /// Attention recognised by `attention-fusion`: a `generic` of the form
+    /// `sum[j] (softmax[j] score) * value where mask`, which a backend runs as one
+    /// tiled online-softmax kernel that never stores the `[L, L]` scores.
+    Attention(Box<Generic>),
     /// A recurrence along one axis.
     Scan(Box<ScanOp>),
 }
@@ -132,6 +136,7 @@ impl Op {
             Op::Split { .. } => "split",
             Op::Concat => "concat",
             Op::Generic(_) => "generic",
+            Op::Attention(_) => "attention",
             Op::Scan(_) => "scan",
         }
     }
@@ -144,7 +149,7 @@ impl Op {
             Op::Embed | Op::RmsNorm { .. } | Op::FftConv => 2,
             Op::LayerNorm { .. } => 3,
             Op::Softmax | Op::Rope { .. } | Op::Reshape | Op::Split { .. } => 1,
-            Op::Concat | Op::Generic(_) | Op::Scan(_) => return None,
+            Op::Concat | Op::Generic(_) | Op::Attention(_) | Op::Scan(_) => return None,
         })
     }
 }

@@ -42,7 +42,7 @@ pub fn print(g: &Graph) -> String {
             Op::RmsNorm { eps } | Op::LayerNorm { eps } => format!("{head} {} eps={eps:?}", operands.join(", ")),
             Op::Rope { theta } => format!("{head} {} theta={theta:?}", operands.join(", ")),
             Op::Split { sizes } => format!("{head} {} sizes={sizes:?}", operands.join(", ")),
-            Op::Generic(gen) => format!("{head} {}", generic(gen, &node.operands)),
+            Op::Generic(gen) | Op::Attention(gen) => format!("{head} {}", generic(gen, &node.operands)),
             Op::Scan(scan) => format!("{head} {}", scan_text(scan, &node.operands, &node.results)),
         };
         let _ = writeln!(out, "{line} : {}", types.join(", "));

@@ -32,7 +32,7 @@ pub fn verify(g: &Graph) -> Result<(), String> {
             ops.into_iter().all(|k| (k as usize) < node.operands.len())
         };
         match &node.op {
-            Op::Generic(gen) => {
+            Op::Generic(gen) | Op::Attention(gen) => {
                 if gen.rank > gen.vars.len() || !reads(&gen.body) || !gen.cond.as_ref().is_none_or(reads) {
                     return Err(format!("{}: body reads an operand it does not have", at()));
                 }

@@ -5,6 +5,7 @@
 //! Invariant: every pass keeps the graph valid (`ir::verify`) and preserves the
 //! reference interpreter's outputs; the tests check both on every example.
 
+mod attention_fusion;
 mod canonicalize;
 mod cse;
 mod dce;
@@ -30,6 +31,11 @@ pub const PASSES: &[Pass] = &[
         name: "elementwise-fusion",
         summary: "inline element-wise producers into their consumers",
         run: elementwise_fusion::run,
+    },
+    Pass {
+        name: "attention-fusion",
+        summary: "scores, masked softmax and weighted sum into one attention op",
+        run: attention_fusion::run,
     },
     Pass { name: "scan-fusion", summary: "inline point-wise producers into scan bodies", run: scan_fusion::run },
     Pass {
