@@ -219,6 +219,59 @@ fn fail(e: impl std::fmt::Display) -> Reported {
     Reported
 }
 
+/// Runs a model one position at a time from its derived state; returns the
+/// outputs of every position, joined along `L`.
+fn run_steps(
+    m: &CheckedModel,
+    dims: &std::collections::HashMap<String, usize>,
+    inputs: &std::collections::HashMap<String, Tensor>,
+    weights: &std::collections::HashMap<String, Tensor>,
+    check_finite: bool,
+) -> Result<Vec<(String, Tensor)>, Reported> {
+    use seqc_compiler::ir::step::{step, StepState};
+    let (batch, len) = (dims.get("B").copied().unwrap_or(1), dims.get("L").copied().unwrap_or(1));
+    // Position `t` of a `[B, L, ...]` tensor.
+    let at = |x: &Tensor, t: usize| {
+        let (b, l) = (x.shape[0], x.shape[1]);
+        let inner: usize = x.shape[2..].iter().product();
+        let data = (0..b).flat_map(|bi| x.data[(bi * l + t) * inner..(bi * l + t + 1) * inner].to_vec()).collect();
+        let mut shape = x.shape.clone();
+        shape[1] = 1;
+        Tensor::new(shape, data)
+    };
+    let mut state = StepState::new(batch);
+    let mut rows: Vec<Vec<Tensor>> = Vec::new();
+    for t in 0..len {
+        let now = inputs.iter().map(|(k, v)| (k.clone(), at(v, t))).collect();
+        let outs = step(&m.graph, &mut state, &now, weights).map_err(fail)?;
+        for (i, (name, y)) in outs.into_iter().enumerate() {
+            if check_finite && y.data.iter().any(|v| !v.is_finite()) {
+                return Err(fail(format!("output `{name}` is not finite at position {t}")));
+            }
+            if rows.len() <= i {
+                rows.push(Vec::new());
+            }
+            rows[i].push(y);
+        }
+    }
+    Ok(m.outputs
+        .iter()
+        .zip(rows)
+        .map(|(io, ys)| {
+            let inner: usize = ys[0].shape[2..].iter().product();
+            let mut data = Vec::with_capacity(batch * len * inner);
+            for bi in 0..batch {
+                for y in &ys {
+                    data.extend_from_slice(&y.data[bi * inner..(bi + 1) * inner]);
+                }
+            }
+            let mut shape = ys[0].shape.clone();
+            shape[1] = len;
+            (io.name.clone(), Tensor::new(shape, data))
+        })
+        .collect())
+}
+
 /// Checks a file that must hold a model.
 fn model_of(file: &Path, config: &str, printer: &Printer) -> Result<CheckedModel, Reported> {
     let (s, checked) = check_one(file, config, printer)?;
@@ -360,16 +413,19 @@ fn run(cli: Cli) -> Result<(), Reported> {
         }
         Command::Run { file, weights, input, output, engine, mode, config, check_finite } => {
             let Engine::Interp = engine;
-            let m = model_of(&file, &config, &printer)?;
-            if mode == Mode::Step {
-                return Err(fail(
-                    "step mode needs the derived recurrent form, which is not built yet; use --mode parallel",
-                ));
-            }
+            let mut m = model_of(&file, &config, &printer)?;
             let w = bind::weights(&m, checkpoint::read(&weights).map_err(fail)?).map_err(fail)?;
             let (dims, inputs) = bind::inputs(&m, checkpoint::read(&input).map_err(fail)?).map_err(fail)?;
-            let bindings = interp::Bindings { dims: &dims, inputs: &inputs, weights: &w };
-            let outputs = interp::run_with(&m.graph, &bindings, check_finite).map_err(fail)?;
+            let outputs = match mode {
+                Mode::Parallel => {
+                    let bindings = interp::Bindings { dims: &dims, inputs: &inputs, weights: &w };
+                    interp::run_with(&m.graph, &bindings, check_finite).map_err(fail)?
+                }
+                Mode::Step => {
+                    passes::run_until(&mut m.graph, None).map_err(|e| fail(format!("internal compiler error: {e}")))?;
+                    run_steps(&m, &dims, &inputs, &w, check_finite)?
+                }
+            };
             let tensors: Vec<(String, DType, &Tensor)> =
                 outputs.iter().map(|(n, t)| (n.clone(), DType::F32, t)).collect();
             checkpoint::write(&output, &tensors).map_err(fail)?;

@@ -196,3 +196,44 @@ fn init_is_deterministic_and_follows_declarations() {
     let w = &a["backbone.layers.0.mixer.in_proj.weight"];
     assert!(w.data.iter().all(|v| v.abs() <= 0.25));
 }
+
+/// Step mode, keeping only the derived state, gives the parallel outputs position
+/// by position, on every example after all passes (Griffin's window of 2 is
+/// shorter than the sequence, so its rings evict).
+#[test]
+fn step_mode_equals_parallel_mode() {
+    use seqc_compiler::ir::step::{step, StepState};
+    for (name, config) in SMALL {
+        let mut m = example(name, config);
+        seqc_compiler::passes::run_until(&mut m.graph, None).unwrap();
+        let weights = init_weights(&m, 5);
+        let (batch, len) = (2, 6);
+        let dims = HashMap::from([("B".to_string(), batch), ("L".to_string(), len)]);
+        let inputs = random_inputs(&m, &dims, 9);
+        let parallel = run(&m, &dims, &inputs, &weights);
+        let mut state = StepState::new(batch);
+        for t in 0..len {
+            let at_t: HashMap<String, Tensor> = inputs.iter().map(|(k, v)| (k.clone(), position(v, t))).collect();
+            let outs = step(&m.graph, &mut state, &at_t, &weights).unwrap_or_else(|e| panic!("{name}: {e}"));
+            for ((n, y), (_, p)) in outs.iter().zip(&parallel) {
+                let want = position(p, t);
+                assert_eq!(y.shape, want.shape, "{name}: `{n}`");
+                let diff = y.data.iter().zip(&want.data).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
+                assert!(diff < 1e-9, "{name}: `{n}` at position {t} differs from parallel mode by {diff:e}");
+            }
+        }
+    }
+}
+
+/// Position `t` (axis 1) of a `[B, L, ...]` tensor, keeping the axis.
+fn position(x: &Tensor, t: usize) -> Tensor {
+    let (b, l) = (x.shape[0], x.shape[1]);
+    let inner: usize = x.shape[2..].iter().product();
+    let mut data = Vec::new();
+    for bi in 0..b {
+        data.extend_from_slice(&x.data[(bi * l + t) * inner..(bi * l + t + 1) * inner]);
+    }
+    let mut shape = x.shape.clone();
+    shape[1] = 1;
+    Tensor::new(shape, data)
+}

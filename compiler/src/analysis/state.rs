@@ -60,9 +60,9 @@ impl Entry {
     }
 }
 
-/// The state layout of a graph, in node order.
-pub fn layout(g: &Graph) -> Vec<Entry> {
-    let mut entries: Vec<(usize, Entry)> = Vec::new();
+/// How many past positions of each value step mode keeps (`None`: only the
+/// current one), and the node that needs them.
+pub fn retention(g: &Graph) -> Vec<Option<(Positions, usize)>> {
     let mut history: Vec<Option<(Positions, usize)>> = vec![None; g.types.len()];
     // For values with a history axis (attention scores): its window, when masked.
     let mut windows: Vec<Option<(usize, i64)>> = vec![None; g.types.len()];
@@ -84,20 +84,8 @@ pub fn layout(g: &Graph) -> Vec<Entry> {
         }
     };
     for (i, node) in g.nodes.iter().enumerate() {
-        let origin = g.origins.get(i).filter(|o| !o.is_empty()).cloned().unwrap_or_else(|| g.name.clone());
         match &node.op {
             Op::Scan(scan) => {
-                for st in &scan.states {
-                    entries.push((
-                        i,
-                        Entry {
-                            origin: origin.clone(),
-                            what: format!("scan state {}", st.name),
-                            ty: TensorTy { dtype: crate::syntax::ast::DType::F32, shape: st.shape.clone() },
-                            positions: None,
-                        },
-                    ));
-                }
                 for (k, p) in scan_reads(scan) {
                     need(node.operands[k as usize], p, i);
                 }
@@ -122,8 +110,30 @@ pub fn layout(g: &Graph) -> Vec<Entry> {
             _ => {}
         }
     }
+    history
+}
+
+/// The state layout of a graph, in the order of the nodes that need it.
+pub fn layout(g: &Graph) -> Vec<Entry> {
+    let mut entries: Vec<(usize, Entry)> = Vec::new();
+    for (i, node) in g.nodes.iter().enumerate() {
+        let origin = g.origins.get(i).filter(|o| !o.is_empty()).cloned().unwrap_or_else(|| g.name.clone());
+        if let Op::Scan(scan) = &node.op {
+            for st in &scan.states {
+                entries.push((
+                    i,
+                    Entry {
+                        origin: origin.clone(),
+                        what: format!("scan state {}", st.name),
+                        ty: TensorTy { dtype: crate::syntax::ast::DType::F32, shape: st.shape.clone() },
+                        positions: None,
+                    },
+                ));
+            }
+        }
+    }
     let number = crate::ir::print::numbering(g);
-    for (v, h) in history.iter().enumerate() {
+    for (v, h) in retention(g).iter().enumerate() {
         let Some((p, reader)) = h else { continue };
         let ty = g.types[v].clone();
         let producer = g.nodes.iter().position(|n| n.results.iter().any(|r| r.0 as usize == v));
@@ -134,13 +144,12 @@ pub fn layout(g: &Graph) -> Vec<Entry> {
         let origin = g.origins.get(*reader).filter(|o| !o.is_empty()).cloned().unwrap_or_else(|| g.name.clone());
         entries.push((*reader, Entry { origin, what, ty, positions: Some(*p) }));
     }
-    // In the order of the nodes that need them.
     entries.sort_by_key(|(node, _)| *node);
     entries.into_iter().map(|(_, e)| e).collect()
 }
 
 /// The first sequence axis of a type: the value's position axis.
-fn position_axis(ty: &TensorTy) -> Option<usize> {
+pub fn position_axis(ty: &TensorTy) -> Option<usize> {
     ty.shape.iter().position(|d| d.is_seq())
 }
 

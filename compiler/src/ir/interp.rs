@@ -96,7 +96,7 @@ pub fn run_with(g: &Graph, b: &Bindings, check_finite: bool) -> Result<Vec<(Stri
             .collect();
         let shapes: Vec<Vec<usize>> =
             node.results.iter().map(|r| extents(&g.ty(*r).shape, b.dims)).collect::<Result<_, _>>()?;
-        let results = eval_node(&node.op, &args, &shapes, b)?;
+        let results = eval_node(&node.op, &args, &shapes, b, 0)?;
         if check_finite {
             for (r, t) in node.results.iter().zip(&results) {
                 if let Some(k) = t.data.iter().position(|v| !v.is_finite()) {
@@ -148,7 +148,15 @@ fn fetch(
     Ok(t.clone())
 }
 
-fn eval_node(op: &Op, args: &[&Tensor], shapes: &[Vec<usize>], b: &Bindings) -> Result<Vec<Tensor>, InterpError> {
+/// One node's results. `first_position` is the sequence position of index 0 along
+/// `L` (not 0 in step mode, where operands are a window of the sequence).
+pub(crate) fn eval_node(
+    op: &Op,
+    args: &[&Tensor],
+    shapes: &[Vec<usize>],
+    b: &Bindings,
+    first_position: usize,
+) -> Result<Vec<Tensor>, InterpError> {
     let out = &shapes[0];
     Ok(vec![match op {
         Op::Input { name } => fetch("input", name, b.inputs, out)?,
@@ -277,7 +285,7 @@ fn eval_node(op: &Op, args: &[&Tensor], shapes: &[Vec<usize>], b: &Bindings) -> 
                         let base = ((bi * len + l) * heads + h) * e;
                         for i in 0..half {
                             let freq = theta.powf(-2.0 * i as f64 / e as f64);
-                            let (sin, cos) = (l as f64 * freq).sin_cos();
+                            let (sin, cos) = ((first_position + l) as f64 * freq).sin_cos();
                             let (a, c) = (x.data[base + i], x.data[base + half + i]);
                             y[base + i] = a * cos - c * sin;
                             y[base + half + i] = c * cos + a * sin;
@@ -313,7 +321,10 @@ fn eval_node(op: &Op, args: &[&Tensor], shapes: &[Vec<usize>], b: &Bindings) -> 
             Tensor::new(out.clone(), y)
         }
         Op::Generic(gen) | Op::Attention(gen) => generic(gen, args, out, b.dims)?,
-        Op::Scan(scan) => return scan_op(scan, args, shapes, b.dims),
+        Op::Scan(scan) => {
+            let states = initial_states(scan, args, b.dims)?;
+            return Ok(scan_run(scan, args, shapes, b.dims, states, 0)?.0);
+        }
     }])
 }
 
@@ -379,13 +390,12 @@ fn generic(
     Ok(Tensor { shape: out.to_vec(), data, mask })
 }
 
-fn scan_op(
+/// The states of a scan before its first step.
+pub(crate) fn initial_states(
     scan: &ScanOp,
     args: &[&Tensor],
-    shapes: &[Vec<usize>],
     dims: &HashMap<String, usize>,
 ) -> Result<Vec<Tensor>, InterpError> {
-    let extents = var_extents(&scan.vars, dims)?;
     let mut states: Vec<Tensor> = Vec::new();
     for st in &scan.states {
         let shape = extents_of(&st.shape, dims)?;
@@ -415,8 +425,22 @@ fn scan_op(
         }
         states.push(t);
     }
+    Ok(states)
+}
+
+/// Runs a scan from position `from` to the end of its axis, starting from
+/// `states`; returns the outputs (rows before `from` left 0) and the final states.
+pub(crate) fn scan_run(
+    scan: &ScanOp,
+    args: &[&Tensor],
+    shapes: &[Vec<usize>],
+    dims: &HashMap<String, usize>,
+    mut states: Vec<Tensor>,
+    from: usize,
+) -> Result<(Vec<Tensor>, Vec<Tensor>), InterpError> {
+    let extents = var_extents(&scan.vars, dims)?;
     let mut outputs: Vec<Tensor> = shapes.iter().map(|s| Tensor::zeros(s.clone())).collect();
-    for l in 0..extents[scan.axis as usize] {
+    for l in from..extents[scan.axis as usize] {
         // Every update reads the previous step's states.
         let mut next = states.clone();
         for st in &scan.updates {
@@ -454,7 +478,7 @@ fn scan_op(
             });
         }
     }
-    Ok(outputs)
+    Ok((outputs, states))
 }
 
 fn extents_of(ds: &[Dim], dims: &HashMap<String, usize>) -> Result<Vec<usize>, InterpError> {

@@ -14,6 +14,7 @@ pub mod interp;
 pub mod ops;
 pub mod print;
 pub mod scalar;
+pub mod step;
 pub mod verify;
 
 pub use ops::Op;
