@@ -81,9 +81,9 @@ pub(crate) fn model_forward(
         is_layer: false,
         expired_states: Vec::new(),
     };
-    let before = cx.diags.len();
+    let before = cx.errors;
     stmts(cx, &mut frame, &f.body);
-    if cx.diags.len() > before {
+    if cx.errors > before {
         return; // an output may be missing because of those errors
     }
     let mut missing: Vec<_> = frame.outputs.iter().filter(|(_, (_, _, a))| a.is_none()).collect();
@@ -1299,6 +1299,7 @@ fn layer_call(
             let outer = cx.graph.set_origin(cx.instances[id].path.clone());
             let node = lower_builtin(cx, id, b, &x, ty.clone());
             cx.graph.set_origin(outer);
+            let node = node?;
             Some(Value::Tensor(Tensor { ty, mask: None, taint: t, node }))
         }
         LayerKind::User(def) => {
@@ -1351,12 +1352,13 @@ fn layer_call(
 }
 
 /// The graph node of a builtin layer applied to `x`, reading the instance's weights.
-fn lower_builtin(cx: &mut Checker, id: InstId, b: super::Builtin, x: &Tensor, ty: TensorTy) -> ir::ValueId {
+fn lower_builtin(cx: &mut Checker, id: InstId, b: super::Builtin, x: &Tensor, ty: TensorTy) -> Option<ir::ValueId> {
     let member = |cx: &mut Checker, name: &str| match cx.instances[id].members.get(name).cloned() {
         Some(Member::Tensor(w)) => Some(cx.weight_node(w)),
         _ => None,
     };
-    let weight = member(cx, "weight").expect("builtin layers declare `weight`");
+    // A weight that could not be declared was reported, and marks the instance failed.
+    let weight = member(cx, "weight")?;
     let bias = member(cx, "bias");
     let eps = match cx.instances[id].consts.get("eps") {
         Some(c) => c.as_f64().unwrap_or(0.0),
@@ -1370,7 +1372,7 @@ fn lower_builtin(cx: &mut Checker, id: InstId, b: super::Builtin, x: &Tensor, ty
         super::Builtin::LayerNorm => (Op::LayerNorm { eps }, with_bias(vec![x.node, weight])),
         super::Builtin::Conv1d => (Op::Conv1d { bias: bias.is_some() }, with_bias(vec![x.node, weight])),
     };
-    cx.graph.add1(op, operands, ty)
+    Some(cx.graph.add1(op, operands, ty))
 }
 
 /// Unifies a declared parameter type with an argument's shape: constants must

@@ -1244,7 +1244,7 @@ pub(crate) fn scan(cx: &mut Checker, frame: &mut Frame, index: &Ident, dim_expr:
     }
 
     // Pass 2: the real checks.
-    let errors_before = cx.diags.len();
+    let errors_before = cx.errors;
     let mut taint: TaintRef = None;
     let mut builder = ScanBuilder::default();
     let mut update_stmts = Vec::new();
@@ -1347,7 +1347,7 @@ pub(crate) fn scan(cx: &mut Checker, frame: &mut Frame, index: &Ident, dim_expr:
         }
         ir_states.push(ir::ops::State { name: st.name.name.clone(), shape, init });
     }
-    if cx.diags.len() > errors_before || updates_failed {
+    if cx.errors > errors_before || updates_failed {
         return; // outputs read the states, which are in error
     }
     let mut bound: Vec<(String, TensorTy, TaintRef)> = Vec::new();
@@ -1385,7 +1385,7 @@ pub(crate) fn scan(cx: &mut Checker, frame: &mut Frame, index: &Ident, dim_expr:
     }
     let _ = span;
     frame.expired_states.extend(states.iter().map(|st| st.name.name.clone()));
-    if cx.diags.len() > errors_before || bound.is_empty() {
+    if cx.errors > errors_before || bound.is_empty() {
         return;
     }
     if builder.vars.is_empty() {

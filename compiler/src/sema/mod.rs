@@ -193,6 +193,9 @@ pub(crate) struct Checker<'a> {
     work: usize,
     /// Set once a limit error stops the check.
     aborted: bool,
+    /// Errors raised so far, repeats included (the list drops repeats, and a
+    /// repeat still means this instance or statement failed).
+    pub errors: usize,
     /// The graph the forwards lower into, as they are checked.
     pub graph: ir::Graph,
     /// The graph value of each weight read so far.
@@ -219,6 +222,7 @@ pub fn check(
         user_file,
         work: 0,
         aborted: false,
+        errors: 0,
         graph: ir::Graph::default(),
         weight_nodes: HashMap::new(),
     };
@@ -288,6 +292,7 @@ impl<'a> Checker<'a> {
         if self.quiet {
             return;
         }
+        self.errors += 1;
         let primary = d.primary_span();
         if primary.file != self.user_file {
             if let Some(site) = self.sites.iter().rev().find(|s| s.file == self.user_file) {
@@ -916,7 +921,7 @@ impl<'a> Checker<'a> {
             members: HashMap::new(),
             site: call.span,
         });
-        let errors_before = self.diags.len();
+        let errors_before = self.errors;
         self.sites.push(call.span);
         match kind {
             LayerKind::Builtin(b) => {
@@ -990,7 +995,7 @@ impl<'a> Checker<'a> {
                 self.instances[id].consts = consts;
             }
         }
-        self.instances[id].failed = self.diags.len() > errors_before;
+        self.instances[id].failed = self.errors > errors_before;
         self.sites.pop();
         Some(id)
     }
