@@ -173,3 +173,34 @@ pub fn producers(g: &Graph) -> Vec<Option<usize>> {
     }
     p
 }
+
+/// Drops operands a scan no longer reads (its statements and initial values).
+pub fn compact_scan(scan: &mut crate::ir::ops::ScanOp, operands: &mut Vec<ValueId>) {
+    use crate::ir::ops::StateInit;
+    let mut bodies: Vec<&mut Scalar> = Vec::new();
+    for st in scan.updates.iter_mut().chain(scan.outputs.iter_mut()) {
+        bodies.push(&mut st.body);
+        if let Some(c) = st.cond.as_mut() {
+            bodies.push(c);
+        }
+    }
+    // Initial values are operands too: carried through as loads, renumbered.
+    let mut inits: Vec<Scalar> = scan
+        .states
+        .iter()
+        .filter_map(|s| {
+            if let StateInit::Operand(k) = s.init {
+                Some(Scalar::Load { operand: k, indices: Vec::new() })
+            } else {
+                None
+            }
+        })
+        .collect();
+    bodies.extend(inits.iter_mut());
+    compact(&mut bodies, operands, &[]);
+    for (s, m) in scan.states.iter_mut().filter(|s| matches!(s.init, StateInit::Operand(_))).zip(&inits) {
+        if let Scalar::Load { operand, .. } = m {
+            s.init = StateInit::Operand(*operand);
+        }
+    }
+}

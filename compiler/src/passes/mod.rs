@@ -11,6 +11,7 @@ mod cse;
 mod dce;
 mod elementwise_fusion;
 mod inline;
+mod licm;
 mod linear_recurrence;
 mod scan_fusion;
 
@@ -38,6 +39,7 @@ pub const PASSES: &[Pass] = &[
         run: attention_fusion::run,
     },
     Pass { name: "scan-fusion", summary: "inline point-wise producers into scan bodies", run: scan_fusion::run },
+    Pass { name: "licm", summary: "hoist loop-invariant terms out of scans", run: licm::run },
     Pass {
         name: "linear-recurrence",
         summary: "mark linear and time-invariant scan states",

@@ -9,9 +9,9 @@
 //! Reductions over states already sit in the scan's outputs (lowering puts them
 //! there), and loop-invariant terms stay outside as their own generics.
 
-use super::inline::{compact, loads_in_range, pointwise, producers, substitute, use_counts};
+use super::inline::{compact_scan, loads_in_range, pointwise, producers, substitute, use_counts};
 use crate::ir::ops::StateInit;
-use crate::ir::{Graph, Op, Scalar};
+use crate::ir::{Graph, Op};
 
 pub fn run(g: &mut Graph) {
     loop {
@@ -55,29 +55,7 @@ pub fn run(g: &mut Graph) {
                     st.cond = Some(substitute(cond, k, &producer, &producer_operands, &mut operands));
                 }
             }
-            let inits: Vec<u32> = scan
-                .states
-                .iter()
-                .filter_map(|s| if let StateInit::Operand(k) = s.init { Some(k) } else { None })
-                .collect();
-            let scan = &mut **scan;
-            let mut bodies: Vec<&mut Scalar> = Vec::new();
-            for st in scan.updates.iter_mut().chain(scan.outputs.iter_mut()) {
-                bodies.push(&mut st.body);
-                if let Some(c) = st.cond.as_mut() {
-                    bodies.push(c);
-                }
-            }
-            // Initial values are operands too: keep them, renumbered.
-            let mut marker: Vec<Scalar> =
-                inits.iter().map(|&k| Scalar::Load { operand: k, indices: Vec::new() }).collect();
-            bodies.extend(marker.iter_mut());
-            compact(&mut bodies, &mut operands, &[]);
-            for (s, m) in scan.states.iter_mut().filter(|s| matches!(s.init, StateInit::Operand(_))).zip(&marker) {
-                if let Scalar::Load { operand, .. } = m {
-                    s.init = StateInit::Operand(*operand);
-                }
-            }
+            compact_scan(scan, &mut operands);
             node.operands = operands;
             changed = true;
             break;
