@@ -12,6 +12,7 @@
 
 pub mod interp;
 pub mod ops;
+pub mod parse;
 pub mod print;
 pub mod scalar;
 pub mod step;
