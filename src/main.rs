@@ -230,19 +230,10 @@ fn run_steps(
 ) -> Result<Vec<(String, Tensor)>, Reported> {
     use seqc_compiler::ir::step::{step, StepState};
     let (batch, len) = (dims.get("B").copied().unwrap_or(1), dims.get("L").copied().unwrap_or(1));
-    // Position `t` of a `[B, L, ...]` tensor.
-    let at = |x: &Tensor, t: usize| {
-        let (b, l) = (x.shape[0], x.shape[1]);
-        let inner: usize = x.shape[2..].iter().product();
-        let data = (0..b).flat_map(|bi| x.data[(bi * l + t) * inner..(bi * l + t + 1) * inner].to_vec()).collect();
-        let mut shape = x.shape.clone();
-        shape[1] = 1;
-        Tensor::new(shape, data)
-    };
     let mut state = StepState::new(batch);
     let mut rows: Vec<Vec<Tensor>> = Vec::new();
     for t in 0..len {
-        let now = inputs.iter().map(|(k, v)| (k.clone(), at(v, t))).collect();
+        let now = inputs.iter().map(|(k, v)| (k.clone(), v.row(1, t))).collect();
         let outs = step(&m.graph, &mut state, &now, weights).map_err(fail)?;
         for (i, (name, y)) in outs.into_iter().enumerate() {
             if check_finite && y.data.iter().any(|v| !v.is_finite()) {
@@ -257,18 +248,7 @@ fn run_steps(
     Ok(m.outputs
         .iter()
         .zip(rows)
-        .map(|(io, ys)| {
-            let inner: usize = ys[0].shape[2..].iter().product();
-            let mut data = Vec::with_capacity(batch * len * inner);
-            for bi in 0..batch {
-                for y in &ys {
-                    data.extend_from_slice(&y.data[bi * inner..(bi + 1) * inner]);
-                }
-            }
-            let mut shape = ys[0].shape.clone();
-            shape[1] = len;
-            (io.name.clone(), Tensor::new(shape, data))
-        })
+        .map(|(io, ys)| (io.name.clone(), Tensor::join(&ys.iter().collect::<Vec<_>>(), 1, 0)))
         .collect())
 }
 

@@ -55,6 +55,50 @@ impl Tensor {
     fn masked(&self, off: usize) -> bool {
         self.mask.as_ref().is_some_and(|m| m[off])
     }
+
+    /// Index `at` of `axis`, keeping the axis (of length 1).
+    pub fn row(&self, axis: usize, at: usize) -> Tensor {
+        let outer: usize = self.shape[..axis].iter().product();
+        let inner: usize = self.shape[axis + 1..].iter().product();
+        let n = self.shape[axis];
+        let mut data = Vec::with_capacity(outer * inner);
+        let mut mask = self.mask.as_ref().map(|_| Vec::with_capacity(outer * inner));
+        for o in 0..outer {
+            let start = (o * n + at) * inner;
+            data.extend_from_slice(&self.data[start..start + inner]);
+            if let (Some(m), Some(src)) = (mask.as_mut(), self.mask.as_ref()) {
+                m.extend_from_slice(&src[start..start + inner]);
+            }
+        }
+        let mut shape = self.shape.clone();
+        shape[axis] = 1;
+        Tensor { shape, data, mask }
+    }
+
+    /// Tensors joined along `axis`, after `pad` slices of zeros.
+    pub fn join(parts: &[&Tensor], axis: usize, pad: usize) -> Tensor {
+        let first = parts[0];
+        let outer: usize = first.shape[..axis].iter().product();
+        let inner: usize = first.shape[axis + 1..].iter().product();
+        let n = pad + parts.iter().map(|p| p.shape[axis]).sum::<usize>();
+        let mut data = vec![0.0; outer * n * inner];
+        let mut mask = parts.iter().any(|p| p.mask.is_some()).then(|| vec![false; outer * n * inner]);
+        let mut at = pad;
+        for p in parts {
+            let len = p.shape[axis];
+            for o in 0..outer {
+                let (dst, src) = ((o * n + at) * inner, o * len * inner);
+                data[dst..dst + len * inner].copy_from_slice(&p.data[src..src + len * inner]);
+                if let (Some(m), Some(pm)) = (mask.as_mut(), p.mask.as_ref()) {
+                    m[dst..dst + len * inner].copy_from_slice(&pm[src..src + len * inner]);
+                }
+            }
+            at += len;
+        }
+        let mut shape = first.shape.clone();
+        shape[axis] = n;
+        Tensor { shape, data, mask }
+    }
 }
 
 /// Why a run failed: inputs that do not fit the graph.

@@ -187,6 +187,33 @@ pub fn apply_fn(f: ScalarFn, x: &[f64]) -> f64 {
 }
 
 impl Scalar {
+    /// The expression with loop indices, operands and states renumbered.
+    pub fn renumbered(
+        self,
+        var: &dyn Fn(u32) -> u32,
+        operand: &dyn Fn(u32) -> u32,
+        state: &dyn Fn(u32) -> u32,
+    ) -> Scalar {
+        let all = |xs: Vec<Scalar>| xs.into_iter().map(|x| x.renumbered(var, operand, state)).collect();
+        match self {
+            Scalar::Index(i) => Scalar::Index(var(i)),
+            Scalar::Load { operand: k, indices } => Scalar::Load { operand: operand(k), indices: all(indices) },
+            Scalar::State { state: k, indices } => Scalar::State { state: state(k), indices: all(indices) },
+            Scalar::Apply(f, args) => Scalar::Apply(f, all(args)),
+            Scalar::Select(c, a, b) => Scalar::Select(
+                Box::new(c.renumbered(var, operand, state)),
+                Box::new(a.renumbered(var, operand, state)),
+                Box::new(b.renumbered(var, operand, state)),
+            ),
+            Scalar::Reduce { op, vars, body } => Scalar::Reduce {
+                op,
+                vars: vars.into_iter().map(var).collect(),
+                body: Box::new(body.renumbered(var, operand, state)),
+            },
+            other @ (Scalar::Const(_) | Scalar::Size(_)) => other,
+        }
+    }
+
     /// Whether loop index `i` occurs anywhere in the expression.
     pub fn mentions(&self, i: u32) -> bool {
         match self {

@@ -36,48 +36,6 @@ impl StepState {
     }
 }
 
-/// Rows `[at, at + 1)` of `t` along `axis`.
-fn row(t: &Tensor, axis: usize, at: usize) -> Tensor {
-    let outer: usize = t.shape[..axis].iter().product();
-    let inner: usize = t.shape[axis + 1..].iter().product();
-    let n = t.shape[axis];
-    let mut data = Vec::with_capacity(outer * inner);
-    let mut mask = t.mask.as_ref().map(|_| Vec::with_capacity(outer * inner));
-    for o in 0..outer {
-        let start = (o * n + at) * inner;
-        data.extend_from_slice(&t.data[start..start + inner]);
-        if let (Some(m), Some(src)) = (mask.as_mut(), t.mask.as_ref()) {
-            m.extend_from_slice(&src[start..start + inner]);
-        }
-    }
-    let mut shape = t.shape.clone();
-    shape[axis] = 1;
-    Tensor { shape, data, mask }
-}
-
-/// Rows joined along `axis`, preceded by `pad` rows of zeros.
-fn window(rows: &[&Tensor], axis: usize, pad: usize) -> Tensor {
-    let first = rows[0];
-    let outer: usize = first.shape[..axis].iter().product();
-    let inner: usize = first.shape[axis + 1..].iter().product();
-    let n = pad + rows.len();
-    let mut data = vec![0.0; outer * n * inner];
-    let any_mask = rows.iter().any(|r| r.mask.is_some());
-    let mut mask = any_mask.then(|| vec![false; outer * n * inner]);
-    for (k, r) in rows.iter().enumerate() {
-        for o in 0..outer {
-            let dst = (o * n + pad + k) * inner;
-            data[dst..dst + inner].copy_from_slice(&r.data[o * inner..(o + 1) * inner]);
-            if let (Some(m), Some(src)) = (mask.as_mut(), r.mask.as_ref()) {
-                m[dst..dst + inner].copy_from_slice(&src[o * inner..(o + 1) * inner]);
-            }
-        }
-    }
-    let mut shape = first.shape.clone();
-    shape[axis] = n;
-    Tensor { shape, data, mask }
-}
-
 /// Runs one position. `inputs` hold that position only (`L` = 1); returns each
 /// output at that position.
 pub fn step(
@@ -104,7 +62,7 @@ pub fn step(
                 Some(axis) => {
                     let past: Vec<&Tensor> = state.history.get(&v.0).map(|h| h.iter().collect()).unwrap_or_default();
                     let rows: Vec<&Tensor> = past.into_iter().chain(std::iter::once(cur)).collect();
-                    window(&rows, axis, len - rows.len())
+                    Tensor::join(&rows, axis, len - rows.len())
                 }
             });
         }
@@ -144,7 +102,7 @@ pub fn step(
                 }
                 // Widen to the window so the row extraction below is uniform.
                 vec![match pos_axis(node.results[0]) {
-                    Some(a) => window(&[x], a, len - 1),
+                    Some(a) => Tensor::join(&[x], a, len - 1),
                     None => x.clone(),
                 }]
             }
@@ -161,7 +119,7 @@ pub fn step(
         };
         for (r, full) in node.results.iter().zip(results) {
             let now = match pos_axis(*r) {
-                Some(a) => row(&full, a, len - 1),
+                Some(a) => full.row(a, len - 1),
                 None => full,
             };
             current[r.0 as usize] = Some(now);

@@ -11,7 +11,7 @@
 //! Invariant: no value of two sequence axes feeds an `attention`; the scores and
 //! probabilities are left for `dce`.
 
-use super::inline::{producers, use_counts};
+use super::inline::{producers, transplant, use_counts};
 use crate::ir::ops::{Generic, LoopVar};
 use crate::ir::{Graph, Op, Scalar, ScalarFn, ValueId};
 use crate::syntax::ast::ReduceOp;
@@ -96,8 +96,8 @@ fn fuse(g: &Graph, c: usize, p: usize, s: usize) -> (Generic, Vec<ValueId>) {
                         Scalar::Index(base + v - sg.rank as u32)
                     }
                 };
-                let score = rewrite(&sg.body, &at, &g.nodes[s].operands, &mut operands);
-                cond = sg.cond.as_ref().map(|cnd| rewrite(cnd, &at, &g.nodes[s].operands, &mut operands));
+                let score = transplant(&sg.body, &at, &g.nodes[s].operands, &mut operands);
+                cond = sg.cond.as_ref().map(|cnd| transplant(cnd, &at, &g.nodes[s].operands, &mut operands));
                 Scalar::Reduce { op: ReduceOp::Softmax, vars: vec![j], body: Box::new(score) }
             }
             other => other.clone(),
@@ -113,33 +113,4 @@ fn fuse(g: &Graph, c: usize, p: usize, s: usize) -> (Generic, Vec<ValueId>) {
     }
     super::inline::compact(&mut bodies, &mut operands, &[]);
     (fused, operands)
-}
-
-/// A producer's expression with its loop indices mapped by `at` and its operands
-/// moved into `operands`.
-fn rewrite(e: &Scalar, at: &dyn Fn(u32) -> Scalar, from: &[ValueId], operands: &mut Vec<ValueId>) -> Scalar {
-    let mut go = |x: &Scalar| rewrite(x, at, from, operands);
-    match e {
-        Scalar::Index(i) => at(*i),
-        Scalar::Load { operand, indices } => {
-            let v = from[*operand as usize];
-            let indices: Vec<Scalar> = indices.iter().map(&mut go).collect();
-            let k = match operands.iter().position(|&o| o == v) {
-                Some(k) => k,
-                None => {
-                    operands.push(v);
-                    operands.len() - 1
-                }
-            };
-            Scalar::Load { operand: k as u32, indices }
-        }
-        Scalar::Apply(f, a) => Scalar::Apply(*f, a.iter().map(go).collect()),
-        Scalar::Select(c, a, b) => Scalar::Select(Box::new(go(c)), Box::new(go(a)), Box::new(go(b))),
-        Scalar::Reduce { op, vars, body } => Scalar::Reduce {
-            op: *op,
-            vars: vars.iter().map(|&v| if let Scalar::Index(i) = at(v) { i } else { v }).collect(),
-            body: Box::new(go(body)),
-        },
-        other => other.clone(),
-    }
 }

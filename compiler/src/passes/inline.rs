@@ -75,7 +75,7 @@ pub fn substitute(
     match e {
         Scalar::Load { operand, indices } if operand == k => {
             let indices: Vec<Scalar> = indices.into_iter().map(|i| go(i, operands)).collect();
-            instantiate(producer.body.clone(), &indices, producer_operands, operands)
+            transplant(&producer.body, &|i| indices[i as usize].clone(), producer_operands, operands)
         }
         Scalar::Load { operand, indices } => {
             Scalar::Load { operand, indices: indices.into_iter().map(|i| go(i, operands)).collect() }
@@ -92,14 +92,18 @@ pub fn substitute(
     }
 }
 
-/// The producer's body with its loop index `i` replaced by `at[i]` and its
-/// operands renumbered into the consumer's list.
-fn instantiate(e: Scalar, at: &[Scalar], producer_operands: &[ValueId], operands: &mut Vec<ValueId>) -> Scalar {
-    let go = |x: Scalar, operands: &mut Vec<ValueId>| instantiate(x, at, producer_operands, operands);
+/// Moves an expression from one op into another: loop index `i` becomes `at(i)`
+/// (a reduction's own index must map to an index), and operand `k` of the source
+/// becomes the target's operand for the same value, appended to `operands` when
+/// new. Element-wise fusion, scan fusion, attention fusion and licm all move
+/// expressions this way.
+pub fn transplant(e: &Scalar, at: &dyn Fn(u32) -> Scalar, from: &[ValueId], operands: &mut Vec<ValueId>) -> Scalar {
+    let mut go = |x: &Scalar| transplant(x, at, from, operands);
     match e {
-        Scalar::Index(i) => at[i as usize].clone(),
+        Scalar::Index(i) => at(*i),
         Scalar::Load { operand, indices } => {
-            let v = producer_operands[operand as usize];
+            let indices: Vec<Scalar> = indices.iter().map(&mut go).collect();
+            let v = from[*operand as usize];
             let k = match operands.iter().position(|&o| o == v) {
                 Some(k) => k,
                 None => {
@@ -107,13 +111,17 @@ fn instantiate(e: Scalar, at: &[Scalar], producer_operands: &[ValueId], operands
                     operands.len() - 1
                 }
             };
-            Scalar::Load { operand: k as u32, indices: indices.into_iter().map(|i| go(i, operands)).collect() }
+            Scalar::Load { operand: k as u32, indices }
         }
-        Scalar::Apply(f, a) => Scalar::Apply(f, a.into_iter().map(|x| go(x, operands)).collect()),
-        Scalar::Select(c, a, b) => {
-            Scalar::Select(Box::new(go(*c, operands)), Box::new(go(*a, operands)), Box::new(go(*b, operands)))
-        }
-        other => other,
+        Scalar::State { state, indices } => Scalar::State { state: *state, indices: indices.iter().map(go).collect() },
+        Scalar::Apply(f, a) => Scalar::Apply(*f, a.iter().map(go).collect()),
+        Scalar::Select(c, a, b) => Scalar::Select(Box::new(go(c)), Box::new(go(a)), Box::new(go(b))),
+        Scalar::Reduce { op, vars, body } => Scalar::Reduce {
+            op: *op,
+            vars: vars.iter().map(|&v| if let Scalar::Index(i) = at(v) { i } else { v }).collect(),
+            body: Box::new(go(body)),
+        },
+        other => other.clone(),
     }
 }
 
@@ -146,21 +154,8 @@ pub fn compact(bodies: &mut [&mut Scalar], operands: &mut Vec<ValueId>, also_use
 
 /// Renumbers operand `k` to `map[k]` in place.
 pub fn renumber(e: &mut Scalar, map: &[u32]) {
-    match e {
-        Scalar::Load { operand, indices } => {
-            *operand = map[*operand as usize];
-            indices.iter_mut().for_each(|i| renumber(i, map));
-        }
-        Scalar::State { indices, .. } => indices.iter_mut().for_each(|i| renumber(i, map)),
-        Scalar::Apply(_, a) => a.iter_mut().for_each(|x| renumber(x, map)),
-        Scalar::Select(c, a, b) => {
-            renumber(c, map);
-            renumber(a, map);
-            renumber(b, map);
-        }
-        Scalar::Reduce { body, .. } => renumber(body, map),
-        Scalar::Const(_) | Scalar::Index(_) | Scalar::Size(_) => {}
-    }
+    let taken = std::mem::replace(e, Scalar::Const(0.0));
+    *e = taken.renumbered(&|i| i, &|k| map[k as usize], &|s| s);
 }
 
 /// The node that defines each value.

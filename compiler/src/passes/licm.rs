@@ -139,7 +139,8 @@ fn hoist(
         used.sort();
         let new_vars: Vec<LoopVar> = used.iter().map(|&v| vars[v as usize].clone()).collect();
         let mut gen_operands: Vec<ValueId> = Vec::new();
-        let body = remap(&e, &used, operands, &mut gen_operands);
+        let at = |i: u32| Scalar::Index(used.iter().position(|u| *u == i).unwrap_or(0) as u32);
+        let body = super::inline::transplant(&e, &at, operands, &mut gen_operands);
         let ty = TensorTy { dtype: DType::F32, shape: new_vars.iter().map(|v| v.extent.clone()).collect() };
         let rank = new_vars.len();
         // A placeholder id, past every value, replaced when the node is inserted.
@@ -166,27 +167,5 @@ fn hoist(
             Scalar::Reduce { op, vars: rv, body: Box::new(go(*body, operands, hoisted)) }
         }
         other => other,
-    }
-}
-
-/// The term with the scan's index `used[k]` renamed `k` and its operands moved
-/// into the hoisted generic's list.
-fn remap(e: &Scalar, used: &[u32], scan_operands: &[ValueId], operands: &mut Vec<ValueId>) -> Scalar {
-    let go = |x: &Scalar, operands: &mut Vec<ValueId>| remap(x, used, scan_operands, operands);
-    match e {
-        Scalar::Index(i) => Scalar::Index(used.iter().position(|u| u == i).unwrap_or(0) as u32),
-        Scalar::Load { operand, indices } => {
-            let v = scan_operands[*operand as usize];
-            let k = operands.iter().position(|&o| o == v).unwrap_or_else(|| {
-                operands.push(v);
-                operands.len() - 1
-            });
-            Scalar::Load { operand: k as u32, indices: indices.iter().map(|x| go(x, operands)).collect() }
-        }
-        Scalar::Apply(f, a) => Scalar::Apply(*f, a.iter().map(|x| go(x, operands)).collect()),
-        Scalar::Select(c, a, b) => {
-            Scalar::Select(Box::new(go(c, operands)), Box::new(go(a, operands)), Box::new(go(b, operands)))
-        }
-        other => other.clone(),
     }
 }

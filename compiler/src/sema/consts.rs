@@ -17,15 +17,7 @@ pub fn eval(e: &Expr, env: Lookup) -> Result<Const, Diagnostic> {
         ExprKind::Name(n) => env(n).ok_or_else(|| {
             Diagnostic::error(Code::UnknownName, format!("unknown constant `{n}`"), e.span, "not a constant in scope")
         }),
-        ExprKind::Unary(op, x) => {
-            let v = eval(x, env)?;
-            match (op, v) {
-                (UnOp::Neg, Const::Int(i)) => i.checked_neg().map(Const::Int).ok_or_else(|| overflow(e.span)),
-                (UnOp::Neg, Const::Float(f)) => Ok(Const::Float(-f)),
-                (UnOp::Not, Const::Bool(b)) => Ok(Const::Bool(!b)),
-                (op, v) => Err(type_error(e.span, if *op == UnOp::Not { "bool" } else { "number" }, &v)),
-            }
-        }
+        ExprKind::Unary(op, x) => unary(*op, eval(x, env)?, e.span),
         ExprKind::Binary(op, a, b) => binary(*op, eval(a, env)?, eval(b, env)?, e.span, b.span),
         ExprKind::If { cond, then, otherwise } => match eval(cond, env)? {
             Const::Bool(true) => eval(then, env),
@@ -46,6 +38,16 @@ pub fn eval(e: &Expr, env: Lookup) -> Result<Const, Diagnostic> {
     }
 }
 
+/// `-c` or `!c`.
+pub(crate) fn unary(op: UnOp, v: Const, span: Span) -> Result<Const, Diagnostic> {
+    match (op, v) {
+        (UnOp::Neg, Const::Int(i)) => i.checked_neg().map(Const::Int).ok_or_else(|| overflow(span)),
+        (UnOp::Neg, Const::Float(f)) => Ok(Const::Float(-f)),
+        (UnOp::Not, Const::Bool(b)) => Ok(Const::Bool(!b)),
+        (op, v) => Err(type_error(span, if op == UnOp::Not { "bool" } else { "number" }, &v)),
+    }
+}
+
 fn not_constant(span: Span) -> Diagnostic {
     Diagnostic::error(Code::KindMismatch, "expected a constant", span, "not a compile-time constant")
 }
@@ -63,7 +65,8 @@ pub fn type_error(span: Span, expected: &str, found: &Const) -> Diagnostic {
     )
 }
 
-fn binary(op: BinOp, a: Const, b: Const, span: Span, rhs: Span) -> Result<Const, Diagnostic> {
+/// `a op b` on constants; `rhs` is where a zero divisor is reported.
+pub(crate) fn binary(op: BinOp, a: Const, b: Const, span: Span, rhs: Span) -> Result<Const, Diagnostic> {
     use Const::*;
     Ok(match (op, a, b) {
         (BinOp::And, Bool(x), Bool(y)) => Bool(x && y),
@@ -168,7 +171,8 @@ pub fn element_arity(name: &str) -> Option<usize> {
     ELEMENT_FUNCTIONS.iter().find(|(n, _)| *n == name).map(|(_, a)| *a)
 }
 
-fn call(name: &str, args: &[Const], span: Span) -> Result<Const, Diagnostic> {
+/// A function of constants (`ceil_div`, element functions).
+pub(crate) fn call(name: &str, args: &[Const], span: Span) -> Result<Const, Diagnostic> {
     let arity = match name {
         "ceil_div" | "floor_div" => 2,
         _ => element_arity(name).ok_or_else(|| {

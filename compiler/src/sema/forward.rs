@@ -553,10 +553,7 @@ pub(crate) fn eval(cx: &mut Checker, frame: &mut Frame, e: &Expr) -> Option<Valu
         ExprKind::Unary(op, x) => {
             let v = eval(cx, frame, x)?;
             match (op, v) {
-                (_, Value::Const(c)) => {
-                    let lit = Expr::new(ExprKind::Unary(*op, Box::new(const_expr(&c, x.span))), e.span);
-                    const_result(cx, consts::eval(&lit, &|_| None))
-                }
+                (_, Value::Const(c)) => const_result(cx, consts::unary(*op, c, e.span)),
                 (UnOp::Neg, Value::Tensor(t)) => {
                     float_tensor(cx, &t, x.span)?;
                     let node = cx.elementwise(ScalarFn::Neg, &[&t], &t.ty.shape.clone());
@@ -604,16 +601,6 @@ pub(crate) fn eval(cx: &mut Checker, frame: &mut Frame, e: &Expr) -> Option<Valu
     }
 }
 
-fn const_expr(c: &Const, span: Span) -> Expr {
-    let kind = match c {
-        Const::Int(v) => ExprKind::Int(*v),
-        Const::Float(v) => ExprKind::Float(*v),
-        Const::Bool(v) => ExprKind::Bool(*v),
-        Const::Str(v) => ExprKind::Str(v.clone()),
-    };
-    Expr::new(kind, span)
-}
-
 fn const_result(cx: &mut Checker, r: Result<Const, Diagnostic>) -> Option<Value> {
     match r {
         Ok(c) => Some(Value::Const(c)),
@@ -657,8 +644,7 @@ fn float_tensor(cx: &mut Checker, t: &Tensor, span: Span) -> Option<()> {
 
 fn binary(cx: &mut Checker, op: BinOp, a: Value, b: Value, sa: Span, sb: Span, span: Span) -> Option<Value> {
     if let (Value::Const(x), Value::Const(y)) = (&a, &b) {
-        let lit = Expr::new(ExprKind::Binary(op, Box::new(const_expr(x, sa)), Box::new(const_expr(y, sb))), span);
-        return const_result(cx, consts::eval(&lit, &|_| None));
+        return const_result(cx, consts::binary(op, x.clone(), y.clone(), span, sb));
     }
     if op.is_comparison() || op.is_logical() {
         cx.report(
@@ -892,18 +878,10 @@ fn builtin_call(
         let pos = positional(cx, args, name, &[])?;
         arity(cx, name, n, pos.len(), span)?;
         let vals: Vec<Value> = args.iter().map(|a| eval(cx, frame, &a.value)).collect::<Option<_>>()?;
-        if vals.iter().all(|v| matches!(v, Value::Const(_))) {
-            let lit_args = vals
-                .iter()
-                .zip(args)
-                .map(|(v, a)| match v {
-                    Value::Const(c) => ast::Arg { name: None, value: const_expr(c, a.value.span) },
-                    _ => unreachable!("all constants"),
-                })
-                .collect();
-            let callee = Expr::new(ExprKind::Name(name.to_string()), name_span);
-            let lit = Expr::new(ExprKind::Call { callee: Box::new(callee), args: lit_args }, span);
-            return const_result(cx, consts::eval(&lit, &|_| None));
+        let constants: Option<Vec<Const>> =
+            vals.iter().map(|v| if let Value::Const(c) = v { Some(c.clone()) } else { None }).collect();
+        if let Some(constants) = constants {
+            return const_result(cx, consts::call(name, &constants, span));
         }
         // Element functions keep shapes (and broadcast their operands); no mask survives.
         let f = ScalarFn::function(name).expect("element functions have scalar forms");
@@ -920,18 +898,7 @@ fn builtin_call(
             arity(cx, name, 2, pos.len(), span)?;
             let a = const_arg(cx, frame, &args[0].value)?;
             let b = const_arg(cx, frame, &args[1].value)?;
-            let callee = Expr::new(ExprKind::Name(name.to_string()), name_span);
-            let lit = Expr::new(
-                ExprKind::Call {
-                    callee: Box::new(callee),
-                    args: vec![
-                        ast::Arg { name: None, value: const_expr(&a, args[0].value.span) },
-                        ast::Arg { name: None, value: const_expr(&b, args[1].value.span) },
-                    ],
-                },
-                span,
-            );
-            const_result(cx, consts::eval(&lit, &|_| None))
+            const_result(cx, consts::call(name, &[a, b], span))
         }
         "split" => {
             let pos = positional(cx, args, name, &[])?;

@@ -54,34 +54,7 @@ impl Default for Scalar {
 
 /// Replaces loop index `from` by `to`.
 fn rename_index(e: ir::Scalar, from: u32, to: u32) -> ir::Scalar {
-    remap(e, &|i| if i == from { to } else { i }, &|k| k, &|k| k)
-}
-
-/// Renumbers loop indices, operands and states in an expression.
-fn remap(
-    e: ir::Scalar,
-    var: &dyn Fn(u32) -> u32,
-    operand: &dyn Fn(u32) -> u32,
-    state: &dyn Fn(u32) -> u32,
-) -> ir::Scalar {
-    let all = |xs: Vec<ir::Scalar>| xs.into_iter().map(|x| remap(x, var, operand, state)).collect();
-    match e {
-        ir::Scalar::Index(i) => ir::Scalar::Index(var(i)),
-        ir::Scalar::Load { operand: k, indices } => ir::Scalar::Load { operand: operand(k), indices: all(indices) },
-        ir::Scalar::State { state: k, indices } => ir::Scalar::State { state: state(k), indices: all(indices) },
-        ir::Scalar::Apply(f, args) => ir::Scalar::Apply(f, all(args)),
-        ir::Scalar::Select(c, a, b) => ir::Scalar::Select(
-            Box::new(remap(*c, var, operand, state)),
-            Box::new(remap(*a, var, operand, state)),
-            Box::new(remap(*b, var, operand, state)),
-        ),
-        ir::Scalar::Reduce { op, vars, body } => ir::Scalar::Reduce {
-            op,
-            vars: vars.into_iter().map(var).collect(),
-            body: Box::new(remap(*body, var, operand, state)),
-        },
-        other @ (ir::Scalar::Const(_) | ir::Scalar::Size(_)) => other,
-    }
+    e.renumbered(&|i| if i == from { to } else { i }, &|k| k, &|k| k)
 }
 
 fn scalar_fn(op: BinOp) -> ir::ScalarFn {
@@ -1502,8 +1475,8 @@ impl ScanBuilder {
         ir::ops::ScanStmt {
             target,
             left: p.left.into_iter().map(var).collect(),
-            body: remap(p.body, &var, &operand, &|k| k),
-            cond: p.cond.map(|c| remap(c, &var, &operand, &|k| k)),
+            body: p.body.renumbered(&var, &operand, &|k| k),
+            cond: p.cond.map(|c| c.renumbered(&var, &operand, &|k| k)),
         }
     }
 }
