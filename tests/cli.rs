@@ -267,3 +267,20 @@ fn init_then_run() {
         step[0].1.tensor.data.iter().zip(&tensors[0].1.tensor.data).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
     assert!(diff < 1e-5, "step and parallel differ by {diff}");
 }
+
+#[test]
+fn files_of_layers_alone() {
+    // A layer whose parameters all have defaults is checked on its own.
+    let ok = temp_file("ok-layers.seq", b"layer a(d: int = 8) {\n  weight w: linear(d, d)\n  forward(x: f32[B, L, d]) -> f32[B, L, d] {\n    return w(x) + x\n  }\n}\n");
+    let o = seqc(&["check", ok.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(stderr(&o).contains("layers a"), "{}", stderr(&o));
+    let bad = temp_file("bad-layers.seq", b"layer a(d: int = 8) {\n  weight w: linear(d, 2 * d)\n  forward(x: f32[B, L, d]) -> f32[B, L, d] {\n    return w(x) + x\n  }\n}\n");
+    let o = seqc(&["check", "--color", "never", bad.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("error[E0302]"), "{}", stderr(&o));
+    // Compiling needs a model.
+    let o = seqc(&["compile", ok.to_str().unwrap(), "--emit", "graph"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("error[E0219]"), "{}", stderr(&o));
+}

@@ -198,3 +198,9 @@ proptest! {
         prop_assert_eq!(shape(&file), shape(&again));
     }
 }
+
+#[test]
+fn comments_anywhere_survive() {
+    let src = "// head\n\nlayer a(d: int /* width */, e: int = 2) { // trailing\n  weight w: linear(d, d) // why\n\n  /* block\n     comment */\n  forward(x: f32[B, L, d]) -> f32[B, L, d] {\n    let y = w(x) + // inside an expression\n      x\n    return y // done\n  }\n}\n// tail\n";
+    round_trip("comments", src);
+}

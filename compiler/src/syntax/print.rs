@@ -17,10 +17,11 @@ pub fn print_file(file: &File, src: &str) -> String {
         src,
         last_end: 0,
         last_was_comment: false,
+        pending_blank: false,
     };
     for (i, item) in file.items.iter().enumerate() {
         if i > 0 {
-            p.out.push('\n');
+            p.separate();
         }
         match item {
             Item::Layer(l) => p.layer(l),
@@ -47,11 +48,15 @@ struct Printer<'a> {
     last_end: usize,
     /// Whether the last thing printed was a comment.
     last_was_comment: bool,
+    /// A blank line is due before the next declaration (not before a comment
+    /// that ends the previous line).
+    pending_blank: bool,
 }
 
 impl Printer<'_> {
     fn line(&mut self, text: &str, start: usize, end: usize) {
         self.comments_before(start);
+        self.flush_blank();
         if self.last_was_comment && self.blank_between(self.last_end, start) {
             self.blank_line();
         }
@@ -86,6 +91,7 @@ impl Printer<'_> {
                 self.out.push_str(&c.text);
                 self.out.push('\n');
             } else {
+                self.flush_blank();
                 if self.blank_between(self.last_end, start) {
                     self.blank_line();
                 }
@@ -108,6 +114,17 @@ impl Printer<'_> {
         gap.split('\n').skip(1).take(gap.matches('\n').count().saturating_sub(1)).any(|l| l.trim().is_empty())
     }
 
+    /// Asks for a blank line before the next declaration or own-line comment.
+    fn separate(&mut self) {
+        self.pending_blank = true;
+    }
+
+    fn flush_blank(&mut self) {
+        if std::mem::take(&mut self.pending_blank) {
+            self.blank_line();
+        }
+    }
+
     /// One empty line, unless the output already ends with one (or is empty).
     fn blank_line(&mut self) {
         if !self.out.is_empty() && !self.out.ends_with("\n\n") {
@@ -122,6 +139,7 @@ impl Printer<'_> {
 
     fn close(&mut self, end: usize) {
         self.comments_before(end);
+        self.pending_blank = false;
         self.indent -= 1;
         self.push_indent();
         self.out.push_str("}\n");
@@ -147,7 +165,7 @@ impl Printer<'_> {
                 LayerMember::Error => continue, // only error-free files are printed
             };
             if prev.is_some_and(|p| p != kind || kind == 2) {
-                self.out.push('\n');
+                self.separate();
             }
             prev = Some(kind);
             match m {
@@ -176,7 +194,7 @@ impl Printer<'_> {
                 ModelMember::Error => continue,
             };
             if prev.is_some_and(|p| p != kind || kind != 1) {
-                self.out.push('\n');
+                self.separate();
             }
             prev = Some(kind);
             match member {
