@@ -59,12 +59,12 @@ fn run_passes(name: &str, m: &CheckedModel) -> String {
 }
 
 #[test]
-fn passes_preserve_examples() {
-    for (file, config) in common::SMALL {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("dsl-examples").join(file);
-        let m = model(file, &std::fs::read(&path).unwrap(), config);
-        run_passes(file, &m);
-    }
+fn examples_after_each_pass() {
+    insta::glob!("../dsl-examples", "*.seq", |path| {
+        let file = path.file_name().unwrap().to_string_lossy().into_owned();
+        let m = model(&file, &std::fs::read(path).unwrap(), common::small_config(&file));
+        insta::assert_snapshot!(run_passes(&file, &m));
+    });
 }
 
 #[test]
