@@ -13,3 +13,6 @@ pub const MAX_GROUP_COUNT: i64 = 4096;
 pub const MAX_INSTANCES: usize = 20_000;
 /// Elements in any tensor whose size the config fixes (2^36, 256 GiB of f32).
 pub const MAX_TENSOR_ELEMENTS: i128 = 1 << 36;
+/// Declarations unrolled plus statements checked, all layers and groups
+/// unrolled: bounds the checker's time on any input.
+pub const MAX_WORK: usize = 50_000;

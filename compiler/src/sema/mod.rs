@@ -356,7 +356,7 @@ impl<'a> Checker<'a> {
     /// Counts work; past the limit the check stops with one error.
     fn tick(&mut self, span: Span) -> bool {
         self.work += 1;
-        if self.work > limits::MAX_INSTANCES * 10 && !self.aborted {
+        if self.work > limits::MAX_WORK && !self.aborted {
             self.aborted = true;
             self.report(Diagnostic::error(
                 Code::TooManyInstances,
@@ -583,6 +583,11 @@ impl<'a> Checker<'a> {
                 WeightEntry::Decl(d) => &d.name,
                 WeightEntry::Group { name, .. } => name,
             };
+            // Every declaration unrolled counts, failed ones too: a huge group of
+            // unknown layers must stop as surely as one of real ones.
+            if !self.tick(declared.span) {
+                return;
+            }
             if self.scopes[scope].contains_key(&declared.name) {
                 self.report(Diagnostic::error(
                     Code::Duplicate,
@@ -645,6 +650,9 @@ impl<'a> Checker<'a> {
                             };
                             let mut ids = Vec::with_capacity(n as usize);
                             for i in 0..n {
+                                if !self.tick(name.span) {
+                                    return;
+                                }
                                 let inner = self.new_scope();
                                 self.entries(entries, &format!("{path}.{i}"), inner, env);
                                 ids.push(inner);
