@@ -177,11 +177,11 @@ proptest! {
     fn generated_programs_round_trip(value in expr(), cond in expr(), n in 1usize..4) {
         let body: Vec<Stmt> = (0..n)
             .map(|i| Stmt {
-                kind: if i % 2 == 0 {
+                kind: Box::new(if i % 2 == 0 {
                     StmtKind::Define { name: ident("y"), indices: vec![IndexBinder { name: ident("i"), extent: None }], value: value.clone(), cond: Some(cond.clone()) }
                 } else {
                     StmtKind::Let { names: vec![ident("z")], value: value.clone() }
-                },
+                }),
                 span: Span::default(),
             })
             .collect();

@@ -185,7 +185,7 @@ fn layer_forward<'a>(cx: &mut Checker, def: &'a ast::LayerDef) -> Option<&'a ast
 
 fn check_return(cx: &mut Checker, f: &ast::ForwardDef, ret: Option<(Value, Span)>, frame: &Frame) -> Option<Tensor> {
     let Some((value, span)) = ret else {
-        if matches!(f.body.last().map(|s| &s.kind), Some(StmtKind::Return(_))) {
+        if matches!(f.body.last().map(|s| &*s.kind), Some(StmtKind::Return(_))) {
             return None; // the returned expression already reported its error
         }
         let end = Span { file: f.span.file, start: f.span.end.saturating_sub(1), end: f.span.end };
@@ -241,7 +241,7 @@ pub(crate) fn stmts(cx: &mut Checker, frame: &mut Frame, body: &[Stmt]) -> Optio
             );
             break;
         }
-        match &s.kind {
+        match &*s.kind {
             StmtKind::Let { names, value } => {
                 let Some(v) = eval(cx, frame, value) else {
                     // Bind nothing; later uses report unknown names only once each.

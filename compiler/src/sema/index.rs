@@ -1099,14 +1099,14 @@ pub(crate) fn scan(cx: &mut Checker, frame: &mut Frame, index: &Ident, dim_expr:
     // Names the scan defines, poisoned while it fails so later uses stay quiet.
     let state_names: Vec<&str> = body
         .iter()
-        .filter_map(|s| match &s.kind {
+        .filter_map(|s| match &*s.kind {
             StmtKind::State { name, .. } => Some(name.name.as_str()),
             _ => None,
         })
         .collect();
     let output_names: Vec<Ident> = body
         .iter()
-        .filter_map(|s| match &s.kind {
+        .filter_map(|s| match &*s.kind {
             StmtKind::IndexedAssign { name, .. } if !state_names.contains(&name.name.as_str()) => Some(name.clone()),
             _ => None,
         })
@@ -1159,7 +1159,7 @@ pub(crate) fn scan(cx: &mut Checker, frame: &mut Frame, index: &Ident, dim_expr:
     let mut updates: Vec<&Stmt> = Vec::new();
     let mut outputs: Vec<&Stmt> = Vec::new();
     for s in body {
-        match &s.kind {
+        match &*s.kind {
             StmtKind::State { name, indices, init } => {
                 if states.iter().any(|st| st.name.name == name.name) {
                     cx.report(Diagnostic::error(
@@ -1203,7 +1203,7 @@ pub(crate) fn scan(cx: &mut Checker, frame: &mut Frame, index: &Ident, dim_expr:
     cx.quiet = true;
     let mut shapes: HashMap<String, Shape> = HashMap::new();
     for u in &updates {
-        if let StmtKind::IndexedAssign { name, indices, value, cond } = &u.kind {
+        if let StmtKind::IndexedAssign { name, indices, value, cond } = &*u.kind {
             if let Some(p) = scan_stmt(cx, frame, &infos, index, &dim, indices, value, cond.as_ref(), false) {
                 shapes.entry(name.name.clone()).or_insert(p.shape);
             }
@@ -1225,7 +1225,7 @@ pub(crate) fn scan(cx: &mut Checker, frame: &mut Frame, index: &Ident, dim_expr:
     // state's shape unknown: the outputs are not checked then.
     let mut updates_failed = false;
     for u in &updates {
-        let StmtKind::IndexedAssign { name, indices, value, cond } = &u.kind else { continue };
+        let StmtKind::IndexedAssign { name, indices, value, cond } = &*u.kind else { continue };
         let st = states.iter_mut().find(|st| st.name.name == name.name).expect("updates name states");
         if let Some(prev) = st.updated {
             cx.report(
@@ -1326,7 +1326,7 @@ pub(crate) fn scan(cx: &mut Checker, frame: &mut Frame, index: &Ident, dim_expr:
     let mut bound: Vec<(String, TensorTy, TaintRef)> = Vec::new();
     let mut output_stmts = Vec::new();
     for o in &outputs {
-        let StmtKind::IndexedAssign { name, indices, value, cond } = &o.kind else { continue };
+        let StmtKind::IndexedAssign { name, indices, value, cond } = &*o.kind else { continue };
         let count = indices.iter().filter(|i| i.name == index.name).count();
         if count != 1 {
             cx.report(

@@ -672,7 +672,7 @@ impl<'a> Checker<'a> {
 
     /// Declares one weight: a raw tensor or an instantiated layer at `path`.
     fn weight_decl(&mut self, d: &ast::WeightDecl, path: &str, env: &HashMap<String, Const>) -> Option<Member> {
-        match &d.kind {
+        match &*d.kind {
             WeightKind::Layer(call) => {
                 let id = self.instantiate(call, path, env)?;
                 Some(Member::Layer(id))

@@ -74,7 +74,8 @@ pub struct ConstDef {
 #[derive(Clone, Debug)]
 pub struct WeightDecl {
     pub name: Ident,
-    pub kind: WeightKind,
+    /// Boxed, like statements: the parser moves declarations often.
+    pub kind: Box<WeightKind>,
     pub span: Span,
 }
 
@@ -212,7 +213,8 @@ pub struct IndexBinder {
 
 #[derive(Clone, Debug)]
 pub struct Stmt {
-    pub kind: StmtKind,
+    /// Boxed: statements are large and the parser moves them often.
+    pub kind: Box<StmtKind>,
     pub span: Span,
 }
 

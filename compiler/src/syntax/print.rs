@@ -275,7 +275,7 @@ impl Printer<'_> {
     fn stmt(&mut self, s: &Stmt) {
         let (start, end) = (s.span.start as usize, s.span.end as usize);
         // A definition is a head, a value and an optional condition.
-        let (head, value, cond) = match &s.kind {
+        let (head, value, cond) = match &*s.kind {
             StmtKind::Let { names, value } => {
                 let names: Vec<&str> = names.iter().map(|n| n.name.as_str()).collect();
                 (format!("let {}", names.join(", ")), value, &None)
@@ -385,7 +385,7 @@ fn const_def(c: &ConstDef) -> String {
 }
 
 fn weight_decl(w: &WeightDecl) -> String {
-    match &w.kind {
+    match &*w.kind {
         WeightKind::Layer(call) => format!("{}: {}({})", w.name.name, call.callee.name, args(&call.args)),
         WeightKind::Tensor { ty, init } => {
             let init = match init {

@@ -81,7 +81,7 @@ impl Tree<'_> {
     }
 
     fn weight(&mut self, depth: usize, w: &WeightDecl) {
-        let text = match &w.kind {
+        let text = match &*w.kind {
             WeightKind::Layer(c) => format!("weight {} (layer {}{})", w.name.name, c.callee.name, args(&c.args)),
             WeightKind::Tensor { ty: t, init } => {
                 let init = match init {
@@ -111,7 +111,7 @@ impl Tree<'_> {
 
     fn stmts(&mut self, depth: usize, body: &[Stmt]) {
         for s in body {
-            let text = match &s.kind {
+            let text = match &*s.kind {
                 StmtKind::Let { names: n, value } => format!("let {} {}", names(n), sexpr(value)),
                 StmtKind::Define { name, indices, value, cond } => {
                     let idx: Vec<String> = indices
