@@ -63,6 +63,7 @@ pub(crate) fn model_forward(
     top: ScopeId,
     inputs: Vec<(String, Tensor)>,
     outputs: &[(&ast::IoDecl, TensorTy)],
+    failed: &[ast::Ident],
 ) {
     let mut dims = HashMap::new();
     for (_, t) in &inputs {
@@ -81,6 +82,7 @@ pub(crate) fn model_forward(
         is_layer: false,
         expired_states: Vec::new(),
     };
+    poison(&mut frame, failed);
     let before = cx.errors;
     stmts(cx, &mut frame, &f.body);
     if cx.errors > before {

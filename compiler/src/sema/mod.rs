@@ -400,6 +400,8 @@ impl<'a> Checker<'a> {
         let mut inputs = Vec::new();
         let mut outputs = Vec::new();
         let mut io_names: HashMap<&str, Span> = HashMap::new();
+        // Declarations whose type failed: their uses report nothing more.
+        let mut failed_io: Vec<ast::Ident> = Vec::new();
         for member in &m.members {
             let (io, is_input) = match member {
                 ModelMember::Input(io) => (io, true),
@@ -417,7 +419,10 @@ impl<'a> Checker<'a> {
                     .with_label(prev, "first declaration"),
                 );
             }
-            let Some(shape) = self.type_dims(&io.ty.dims, &lookup, &mut HashMap::new(), true) else { continue };
+            let Some(shape) = self.type_dims(&io.ty.dims, &lookup, &mut HashMap::new(), true) else {
+                failed_io.push(io.name.clone());
+                continue;
+            };
             let ty = TensorTy { dtype: io.ty.dtype, shape };
             if is_input {
                 inputs.push((io, ty));
@@ -479,7 +484,7 @@ impl<'a> Checker<'a> {
                     })
                     .collect();
                 let outs: Vec<(&ast::IoDecl, TensorTy)> = outputs.iter().map(|(io, ty)| (*io, ty.clone())).collect();
-                forward::model_forward(self, f, &config_map, top, ins, &outs);
+                forward::model_forward(self, f, &config_map, top, ins, &outs, &failed_io);
             }
         }
         self.graph.name = m.name.name.clone();
