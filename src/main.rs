@@ -140,6 +140,8 @@ enum Command {
         #[arg(long)]
         check_finite: bool,
     },
+    /// Explain a diagnostic code (`seqc explain E0321`).
+    Explain { code: String },
     /// Print a file in canonical formatting.
     Fmt {
         file: PathBuf,
@@ -410,6 +412,17 @@ fn run(cli: Cli) -> Result<(), Reported> {
                 outputs.iter().map(|(n, t)| (n.clone(), DType::F32, t)).collect();
             checkpoint::write(&output, &tensors).map_err(fail)?;
             Ok(())
+        }
+        Command::Explain { code } => {
+            let wanted = code.trim().trim_start_matches(['E', 'e']).parse::<u16>().ok();
+            match diag::Code::ALL.iter().find(|c| Some(c.number()) == wanted) {
+                Some(c) => {
+                    println!("{c}: {}", c.summary());
+                    println!("more: docs/language.md lists every code and the limits behind E05xx");
+                    Ok(())
+                }
+                None => Err(fail(format!("no diagnostic code `{code}`; codes look like E0321"))),
+            }
         }
         Command::Fmt { file, check } => {
             let s = session(&file, &printer)?;

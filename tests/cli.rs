@@ -284,3 +284,11 @@ fn files_of_layers_alone() {
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("error[E0219]"), "{}", stderr(&o));
 }
+
+#[test]
+fn explain_codes() {
+    let o = seqc(&["explain", "E0321"]);
+    assert_eq!(o.status.code(), Some(0));
+    assert!(stdout(&o).starts_with("E0321: a reduction over the sequence that is not masked"), "{}", stdout(&o));
+    assert_eq!(seqc(&["explain", "E9999"]).status.code(), Some(1));
+}
