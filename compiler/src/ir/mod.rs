@@ -80,6 +80,20 @@ impl Graph {
         self.add(op, operands, vec![result])[0]
     }
 
+    /// Keeps the nodes (and their origins) whose entry in `keep` is true.
+    pub fn retain_nodes(&mut self, keep: &[bool]) {
+        let mut i = 0;
+        self.nodes.retain(|_| {
+            i += 1;
+            keep[i - 1]
+        });
+        let mut i = 0;
+        self.origins.retain(|_| {
+            i += 1;
+            keep[i - 1]
+        });
+    }
+
     pub fn ty(&self, v: ValueId) -> &TensorTy {
         &self.types[v.0 as usize]
     }

@@ -29,14 +29,5 @@ pub fn run(g: &mut Graph) {
     for (_, v) in &mut g.outputs {
         *v = replace[v.0 as usize];
     }
-    let mut i = 0;
-    g.nodes.retain(|_| {
-        i += 1;
-        keep[i - 1]
-    });
-    let mut i = 0;
-    g.origins.retain(|_| {
-        i += 1;
-        keep[i - 1]
-    });
+    g.retain_nodes(&keep);
 }

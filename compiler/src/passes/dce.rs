@@ -18,14 +18,5 @@ pub fn run(g: &mut Graph) {
             }
         }
     }
-    let mut i = 0;
-    g.nodes.retain(|_| {
-        i += 1;
-        keep[i - 1]
-    });
-    let mut i = 0;
-    g.origins.retain(|_| {
-        i += 1;
-        keep[i - 1]
-    });
+    g.retain_nodes(&keep);
 }
