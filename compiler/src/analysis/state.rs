@@ -258,22 +258,13 @@ fn window_of(cond: &Scalar, pos: u32, j: u32) -> Option<i64> {
     }
 }
 
+/// Calls `f` on every load: its operand and its indices.
 fn loads(e: &Scalar, f: &mut dyn FnMut(u32, &[Scalar])) {
-    match e {
-        Scalar::Load { operand, indices } => {
+    e.visit(&mut |x| {
+        if let Scalar::Load { operand, indices } = x {
             f(*operand, indices);
-            indices.iter().for_each(|i| loads(i, f));
         }
-        Scalar::State { indices, .. } => indices.iter().for_each(|i| loads(i, f)),
-        Scalar::Apply(_, a) => a.iter().for_each(|x| loads(x, f)),
-        Scalar::Select(c, a, b) => {
-            loads(c, f);
-            loads(a, f);
-            loads(b, f);
-        }
-        Scalar::Reduce { body, .. } => loads(body, f),
-        Scalar::Const(_) | Scalar::Index(_) | Scalar::Size(_) => {}
-    }
+    });
 }
 
 /// The layout as `--emit state` prints it.

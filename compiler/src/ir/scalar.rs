@@ -146,21 +146,35 @@ impl Scalar {
 
     /// Every operand number the expression reads.
     pub fn operands(&self, out: &mut Vec<u32>) {
-        match self {
-            Scalar::Load { operand, indices } => {
+        self.visit(&mut |e| {
+            if let Scalar::Load { operand, .. } = e {
                 out.push(*operand);
-                indices.iter().for_each(|i| i.operands(out));
             }
-            Scalar::State { indices, .. } => indices.iter().for_each(|i| i.operands(out)),
-            Scalar::Apply(_, args) => args.iter().for_each(|a| a.operands(out)),
+        });
+    }
+
+    /// Calls `f` on every node of the expression, parents before children: the
+    /// one walk the queries below (and the passes' analyses) are written with.
+    pub fn visit(&self, f: &mut dyn FnMut(&Scalar)) {
+        f(self);
+        match self {
+            Scalar::Load { indices, .. } | Scalar::State { indices, .. } => indices.iter().for_each(|i| i.visit(f)),
+            Scalar::Apply(_, args) => args.iter().for_each(|a| a.visit(f)),
             Scalar::Select(c, a, b) => {
-                c.operands(out);
-                a.operands(out);
-                b.operands(out);
+                c.visit(f);
+                a.visit(f);
+                b.visit(f);
             }
-            Scalar::Reduce { body, .. } => body.operands(out),
+            Scalar::Reduce { body, .. } => body.visit(f),
             Scalar::Const(_) | Scalar::Index(_) | Scalar::Size(_) => {}
         }
+    }
+
+    /// Whether any node satisfies `p`.
+    pub fn any(&self, p: &dyn Fn(&Scalar) -> bool) -> bool {
+        let mut found = false;
+        self.visit(&mut |e| found |= p(e));
+        found
     }
 }
 
@@ -216,25 +230,15 @@ impl Scalar {
 
     /// Whether loop index `i` occurs anywhere in the expression.
     pub fn mentions(&self, i: u32) -> bool {
-        match self {
+        self.any(&|e| match e {
             Scalar::Index(j) => *j == i,
-            Scalar::Load { indices, .. } | Scalar::State { indices, .. } => indices.iter().any(|x| x.mentions(i)),
-            Scalar::Apply(_, a) => a.iter().any(|x| x.mentions(i)),
-            Scalar::Select(c, a, b) => c.mentions(i) || a.mentions(i) || b.mentions(i),
-            Scalar::Reduce { vars, body, .. } => vars.contains(&i) || body.mentions(i),
-            Scalar::Const(_) | Scalar::Size(_) => false,
-        }
+            Scalar::Reduce { vars, .. } => vars.contains(&i),
+            _ => false,
+        })
     }
 
     /// Whether the expression reads any scan state.
     pub fn reads_state(&self) -> bool {
-        match self {
-            Scalar::State { .. } => true,
-            Scalar::Load { indices, .. } => indices.iter().any(|x| x.reads_state()),
-            Scalar::Apply(_, a) => a.iter().any(|x| x.reads_state()),
-            Scalar::Select(c, a, b) => c.reads_state() || a.reads_state() || b.reads_state(),
-            Scalar::Reduce { body, .. } => body.reads_state(),
-            Scalar::Const(_) | Scalar::Index(_) | Scalar::Size(_) => false,
-        }
+        self.any(&|e| matches!(e, Scalar::State { .. }))
     }
 }

@@ -29,13 +29,7 @@ pub fn pointwise(node: &Node) -> Option<&Generic> {
 }
 
 fn has_reduce(e: &Scalar) -> bool {
-    match e {
-        Scalar::Reduce { .. } => true,
-        Scalar::Load { indices, .. } | Scalar::State { indices, .. } => indices.iter().any(has_reduce),
-        Scalar::Apply(_, a) => a.iter().any(has_reduce),
-        Scalar::Select(c, a, b) => has_reduce(c) || has_reduce(a) || has_reduce(b),
-        Scalar::Const(_) | Scalar::Index(_) | Scalar::Size(_) => false,
-    }
+    e.any(&|x| matches!(x, Scalar::Reduce { .. }))
 }
 
 /// Whether every load of operand `k` in `e` reads in range: each index a loop

@@ -56,23 +56,11 @@ pub fn run(g: &mut Graph) {
 
 fn reduction_vars(e: &Scalar) -> Vec<u32> {
     let mut out = Vec::new();
-    fn walk(e: &Scalar, out: &mut Vec<u32>) {
-        match e {
-            Scalar::Reduce { vars, body, .. } => {
-                out.extend(vars);
-                walk(body, out);
-            }
-            Scalar::Load { indices, .. } | Scalar::State { indices, .. } => indices.iter().for_each(|i| walk(i, out)),
-            Scalar::Apply(_, a) => a.iter().for_each(|x| walk(x, out)),
-            Scalar::Select(c, a, b) => {
-                walk(c, out);
-                walk(a, out);
-                walk(b, out);
-            }
-            _ => {}
+    e.visit(&mut |x| {
+        if let Scalar::Reduce { vars, .. } = x {
+            out.extend(vars);
         }
-    }
-    walk(e, &mut out);
+    });
     out
 }
 
@@ -101,21 +89,13 @@ fn costly(e: &Scalar) -> bool {
 }
 
 fn indices_of(e: &Scalar, out: &mut Vec<u32>) {
-    match e {
-        Scalar::Index(i) => {
+    e.visit(&mut |x| {
+        if let Scalar::Index(i) = x {
             if !out.contains(i) {
-                out.push(*i)
+                out.push(*i);
             }
         }
-        Scalar::Load { indices, .. } | Scalar::State { indices, .. } => indices.iter().for_each(|x| indices_of(x, out)),
-        Scalar::Apply(_, a) => a.iter().for_each(|x| indices_of(x, out)),
-        Scalar::Select(c, a, b) => {
-            indices_of(c, out);
-            indices_of(a, out);
-            indices_of(b, out);
-        }
-        _ => {}
-    }
+    });
 }
 
 /// Replaces maximal invariant, costly terms by loads of hoisted generics.
