@@ -100,6 +100,10 @@ enum Command {
         /// With `--emit graph`: stop after this pass (`lower` for the graph as lowered).
         #[arg(long)]
         after: Option<String>,
+        /// With `--emit graph`: `step` prints the step graph (one position and the
+        /// state in, the outputs and the next state out) derived after the passes.
+        #[arg(long, value_enum, default_value_t = Mode::Parallel)]
+        mode: Mode,
     },
     /// Write initial weights from each declaration's `init`.
     Init {
@@ -232,11 +236,12 @@ fn run_steps(
 ) -> Result<Vec<(String, Tensor)>, Reported> {
     use seqc_compiler::ir::step::{step, StepState};
     let (batch, len) = (dims.get("B").copied().unwrap_or(1), dims.get("L").copied().unwrap_or(1));
-    let mut state = StepState::new(batch);
+    let step_graph = seqc_compiler::passes::step_derivation::derive(&m.graph).map_err(fail)?;
+    let mut state = StepState::new(&step_graph, batch).map_err(fail)?;
     let mut rows: Vec<Vec<Tensor>> = Vec::new();
     for t in 0..len {
         let now = inputs.iter().map(|(k, v)| (k.clone(), v.row(1, t))).collect();
-        let outs = step(&m.graph, &mut state, &now, weights).map_err(fail)?;
+        let outs = step(&step_graph, &mut state, &now, weights, check_finite).map_err(fail)?;
         for (i, (name, y)) in outs.into_iter().enumerate() {
             if check_finite && y.data.iter().any(|v| !v.is_finite()) {
                 return Err(fail(format!("output `{name}` is not finite at position {t}")));
@@ -315,7 +320,7 @@ fn run(cli: Cli) -> Result<(), Reported> {
                 Ok(())
             }
         }
-        Command::Compile { file, target, emit, config, output, after } => {
+        Command::Compile { file, target, emit, config, output, after, mode } => {
             let _ = (target, output);
             match emit {
                 Some(Emit::Ast) => {
@@ -341,6 +346,9 @@ fn run(cli: Cli) -> Result<(), Reported> {
                     let mut m = model_of(&file, &config, &printer)?;
                     passes::run_until(&mut m.graph, after.as_deref())
                         .map_err(|e| fail(format!("internal compiler error: {e}")))?;
+                    if mode == Mode::Step {
+                        m.graph = passes::step_derivation::derive(&m.graph).map_err(fail)?;
+                    }
                     print!("{}", seqc_compiler::ir::print::print(&m.graph));
                     Ok(())
                 }

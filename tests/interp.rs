@@ -203,6 +203,7 @@ fn init_is_deterministic_and_follows_declarations() {
 #[test]
 fn step_mode_equals_parallel_mode() {
     use seqc_compiler::ir::step::{step, StepState};
+    use seqc_compiler::passes::step_derivation::derive;
     for (name, config) in SMALL {
         let mut m = example(name, config);
         seqc_compiler::passes::run_until(&mut m.graph, None).unwrap();
@@ -211,10 +212,11 @@ fn step_mode_equals_parallel_mode() {
         let dims = HashMap::from([("B".to_string(), batch), ("L".to_string(), len)]);
         let inputs = random_inputs(&m, &dims, 9);
         let parallel = run(&m, &dims, &inputs, &weights);
-        let mut state = StepState::new(batch);
+        let step_graph = derive(&m.graph).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let mut state = StepState::new(&step_graph, batch).unwrap();
         for t in 0..len {
             let at_t: HashMap<String, Tensor> = inputs.iter().map(|(k, v)| (k.clone(), position(v, t))).collect();
-            let outs = step(&m.graph, &mut state, &at_t, &weights).unwrap_or_else(|e| panic!("{name}: {e}"));
+            let outs = step(&step_graph, &mut state, &at_t, &weights, false).unwrap_or_else(|e| panic!("{name}: {e}"));
             for ((n, y), (_, p)) in outs.iter().zip(&parallel) {
                 let want = position(p, t);
                 assert_eq!(y.shape, want.shape, "{name}: `{n}`");

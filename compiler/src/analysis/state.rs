@@ -177,6 +177,10 @@ fn generic_reads(
             let Some(axis) = position_axis(ty) else { return };
             let window = match &idx[axis] {
                 Scalar::Index(v) => window_of_var(*v),
+                Scalar::Apply(ScalarFn::Sub, a) => match &a[..] {
+                    [Scalar::Index(v), Scalar::Const(_)] => window_of_var(*v),
+                    _ => None,
+                },
                 _ => None,
             };
             if let Some(p) = how_far(&idx[axis], pos as u32, window) {
@@ -232,6 +236,11 @@ fn how_far(ix: &Scalar, pos: u32, window: Option<i64>) -> Option<Positions> {
         Scalar::Index(v) if *v == pos => None,
         Scalar::Apply(ScalarFn::Sub, a) => match (&a[0], &a[1]) {
             (Scalar::Index(v), Scalar::Const(c)) if *v == pos && *c >= 0.0 => Some(Positions::Last(*c as i64)),
+            // `x[j - c]` for `j` in a window of `w` reaches `w - 1 + c` back.
+            (Scalar::Index(_), Scalar::Const(c)) if *c >= 0.0 => Some(match window {
+                Some(w) => Positions::Last((w - 1).max(0) + *c as i64),
+                None => Positions::All,
+            }),
             _ => Some(Positions::All),
         },
         Scalar::Const(_) => Some(Positions::All),

@@ -123,7 +123,9 @@ pub struct Bindings<'a> {
     pub weights: &'a HashMap<String, Tensor>,
 }
 
-/// Runs the graph; returns its outputs by name, in declaration order.
+/// Runs the graph; returns its outputs by name, in declaration order, then (for a
+/// step graph) its next states. A step graph's `state` inputs are bound like
+/// inputs, by name, and `T` (positions before this one) is among the dims.
 pub fn run(g: &Graph, b: &Bindings) -> Result<Vec<(String, Tensor)>, InterpError> {
     run_with(g, b, false)
 }
@@ -140,7 +142,8 @@ pub fn run_with(g: &Graph, b: &Bindings, check_finite: bool) -> Result<Vec<(Stri
             .collect();
         let shapes: Vec<Vec<usize>> =
             node.results.iter().map(|r| extents(&g.ty(*r).shape, b.dims)).collect::<Result<_, _>>()?;
-        let results = eval_node(&node.op, &args, &shapes, b, 0)?;
+        let first_position = b.dims.get(crate::passes::step_derivation::POSITION).copied().unwrap_or(0);
+        let results = eval_node(&node.op, &args, &shapes, b, first_position)?;
         if check_finite {
             for (r, t) in node.results.iter().zip(&results) {
                 if let Some(k) = t.data.iter().position(|v| !v.is_finite()) {
@@ -160,7 +163,11 @@ pub fn run_with(g: &Graph, b: &Bindings, check_finite: bool) -> Result<Vec<(Stri
             values[r.0 as usize] = Some(t);
         }
     }
-    Ok(g.outputs.iter().map(|(n, v)| (n.clone(), values[v.0 as usize].clone().expect("verified"))).collect())
+    Ok(g.outputs
+        .iter()
+        .chain(&g.next_states)
+        .map(|(n, v)| (n.clone(), values[v.0 as usize].clone().expect("verified")))
+        .collect())
 }
 
 fn extent(d: &Dim, dims: &HashMap<String, usize>) -> Result<usize, InterpError> {
@@ -206,6 +213,13 @@ pub(crate) fn eval_node(
         Op::Input { name } => fetch("input", name, b.inputs, out)?,
         Op::Weight { name } => fetch("weight", name, b.weights, out)?,
         Op::Const { value } => Tensor::new(Vec::new(), vec![*value]),
+        Op::StateInput { name, .. } => fetch("state", name, b.inputs, out)?,
+        Op::Append { axis } => Tensor::join(args, *axis, 0),
+        Op::Tail { axis } => {
+            let x = args[0];
+            let rows: Vec<Tensor> = (x.shape[*axis] - out[*axis]..x.shape[*axis]).map(|r| x.row(*axis, r)).collect();
+            Tensor::join(&rows.iter().collect::<Vec<_>>(), *axis, 0)
+        }
         Op::Linear { bias } => {
             let (x, w) = (args[0], args[1]);
             let (n_out, n_in) = (w.shape[0], w.shape[1]);
@@ -505,13 +519,19 @@ pub(crate) fn scan_run(
                 cond: st.cond.as_ref(),
             };
             frame.env[scan.axis as usize] = Some(l as i64);
-            let axis_pos = st.left.iter().position(|&v| v == scan.axis).expect("outputs have the scan axis");
+            // An output without the scan axis holds the last step's value (a step
+            // graph's next state).
+            let axis_pos = st.left.iter().position(|&v| v == scan.axis);
             let strides = out.strides();
             let mut sub = shape.clone();
-            sub[axis_pos] = 1;
+            if let Some(a) = axis_pos {
+                sub[a] = 1;
+            }
             for_each_point(&sub, |idx| {
                 let mut full: Vec<usize> = idx.to_vec();
-                full[axis_pos] = l;
+                if let Some(a) = axis_pos {
+                    full[a] = l;
+                }
                 for (k, &v) in st.left.iter().enumerate() {
                     frame.env[v as usize] = Some(full[k] as i64);
                 }

@@ -44,6 +44,9 @@ pub struct Graph {
     pub types: Vec<TensorTy>,
     /// The model's outputs, by name.
     pub outputs: Vec<(String, ValueId)>,
+    /// Step graphs only: the state for the next position, by the name of the
+    /// `state` input it replaces.
+    pub next_states: Vec<(String, ValueId)>,
     /// For each node, the layer instance it was lowered from (its checkpoint
     /// path; empty for the model's own forward), for error messages.
     pub origins: Vec<String>,

@@ -44,6 +44,15 @@ pub enum Op {
     Attention(Box<Generic>),
     /// A recurrence along one axis.
     Scan(Box<ScanOp>),
+    /// Step graphs only (`passes/step_derivation.rs`): the state carried from the
+    /// previous position, by name; `init` fills it before the first position.
+    StateInput { name: String, init: f64 },
+    /// Step graphs only: a value's kept positions, then the current one, joined
+    /// along `axis`. Operands past, current.
+    Append { axis: usize },
+    /// Step graphs only: the last positions of the operand along `axis`, as many
+    /// as the result has.
+    Tail { axis: usize },
 }
 
 /// A loop index: its name (for printing) and extent.
@@ -138,13 +147,18 @@ impl Op {
             Op::Generic(_) => "generic",
             Op::Attention(_) => "attention",
             Op::Scan(_) => "scan",
+            Op::StateInput { .. } => "state",
+            Op::Append { .. } => "append",
+            Op::Tail { .. } => "tail",
         }
     }
 
     /// How many operands the op takes (`None`: any number).
     pub fn arity(&self) -> Option<usize> {
         Some(match self {
-            Op::Input { .. } | Op::Weight { .. } | Op::Const { .. } => 0,
+            Op::Input { .. } | Op::Weight { .. } | Op::Const { .. } | Op::StateInput { .. } => 0,
+            Op::Append { .. } => 2,
+            Op::Tail { .. } => 1,
             Op::Linear { bias } | Op::Conv1d { bias } => 2 + usize::from(*bias),
             Op::Embed | Op::RmsNorm { .. } | Op::FftConv => 2,
             Op::LayerNorm { .. } => 3,

@@ -35,10 +35,13 @@ pub fn parse(text: &str) -> Result<Graph, ParseError> {
         if line == "}" {
             return Ok(g);
         }
-        if let Some(rest) = line.strip_prefix("output ") {
-            let (name, v) = rest.split_once(" = ").ok_or_else(|| err(i, "expected `output NAME = %N`".into()))?;
+        for (keyword, list) in [("output ", &mut g.outputs), ("next ", &mut g.next_states)] {
+            let Some(rest) = line.strip_prefix(keyword) else { continue };
+            let (name, v) = rest.split_once(" = ").ok_or_else(|| err(i, format!("expected `{keyword}NAME = %N`")))?;
             let v = value_ref(v, &values).ok_or_else(|| err(i, format!("unknown value `{v}`")))?;
-            g.outputs.push((name.to_string(), v));
+            list.push((name.to_string(), v));
+        }
+        if line.starts_with("output ") || line.starts_with("next ") {
             i += 1;
             continue;
         }
@@ -162,6 +165,13 @@ fn op(name: &str, rest: &str, values: &HashMap<u32, ValueId>) -> Result<(Op, Vec
         "input" => (Op::Input { name: string_lit(rest)? }, Vec::new()),
         "weight" => (Op::Weight { name: string_lit(rest)? }, Vec::new()),
         "const" => (Op::Const { value: rest.trim().parse().map_err(|_| "expected a number")? }, Vec::new()),
+        "state" => {
+            let (name, init) = rest.rsplit_once(" init=").ok_or("expected `state NAME init=V`")?;
+            (
+                Op::StateInput { name: string_lit(name)?, init: init.parse().map_err(|_| "bad initial value")? },
+                Vec::new(),
+            )
+        }
         "generic" | "attention" => {
             let (gen, operands) = generic(rest, values)?;
             (if name == "generic" { Op::Generic(Box::new(gen)) } else { Op::Attention(Box::new(gen)) }, operands)
@@ -179,6 +189,8 @@ fn op(name: &str, rest: &str, values: &HashMap<u32, ValueId>) -> Result<(Op, Vec
                 "rmsnorm" => Op::RmsNorm { eps: attr_f64(&attr, "eps")? },
                 "layernorm" => Op::LayerNorm { eps: attr_f64(&attr, "eps")? },
                 "rope" => Op::Rope { theta: attr_f64(&attr, "theta")? },
+                "append" => Op::Append { axis: attr_f64(&attr, "axis")? as usize },
+                "tail" => Op::Tail { axis: attr_f64(&attr, "axis")? as usize },
                 "split" => {
                     let list = attr.as_deref().and_then(|a| a.strip_prefix("sizes=")).ok_or("expected `sizes=`")?;
                     let sizes = list

@@ -30,6 +30,8 @@ pub fn print(g: &Graph) -> String {
         let line = match &node.op {
             Op::Input { name } | Op::Weight { name } => format!("{head} {name:?}"),
             Op::Const { value } => format!("{head} {value:?}"),
+            Op::StateInput { name, init } => format!("{head} {name:?} init={init:?}"),
+            Op::Append { axis } | Op::Tail { axis } => format!("{head} {} axis={axis}", operands.join(", ")),
             Op::Linear { .. }
             | Op::Conv1d { .. }
             | Op::Embed
@@ -49,6 +51,9 @@ pub fn print(g: &Graph) -> String {
     }
     for (name, v) in &g.outputs {
         let _ = writeln!(out, "  output {name} = %{}", renumbered(v).0);
+    }
+    for (name, v) in &g.next_states {
+        let _ = writeln!(out, "  next {name} = %{}", renumbered(v).0);
     }
     out.push_str("}\n");
     out

@@ -242,3 +242,23 @@ impl Scalar {
         self.any(&|e| matches!(e, Scalar::State { .. }))
     }
 }
+
+impl Scalar {
+    /// The expression rebuilt bottom-up: `f` sees each node after its children
+    /// have been rebuilt, and what it returns is not visited again.
+    pub fn map(self, f: &mut dyn FnMut(Scalar) -> Scalar) -> Scalar {
+        let node = match self {
+            Scalar::Load { operand, indices } => {
+                Scalar::Load { operand, indices: indices.into_iter().map(|i| i.map(f)).collect() }
+            }
+            Scalar::State { state, indices } => {
+                Scalar::State { state, indices: indices.into_iter().map(|i| i.map(f)).collect() }
+            }
+            Scalar::Apply(op, args) => Scalar::Apply(op, args.into_iter().map(|a| a.map(f)).collect()),
+            Scalar::Select(c, a, b) => Scalar::Select(Box::new(c.map(f)), Box::new(a.map(f)), Box::new(b.map(f))),
+            Scalar::Reduce { op, vars, body } => Scalar::Reduce { op, vars, body: Box::new(body.map(f)) },
+            leaf @ (Scalar::Const(_) | Scalar::Index(_) | Scalar::Size(_)) => leaf,
+        };
+        f(node)
+    }
+}

@@ -14,6 +14,7 @@ mod inline;
 mod licm;
 mod linear_recurrence;
 mod scan_fusion;
+pub mod step_derivation;
 
 use crate::ir::{verify::verify, Graph};
 
