@@ -17,5 +17,6 @@ pub mod ir;
 pub mod limits;
 pub mod passes;
 pub mod prelude;
+pub mod schedule;
 pub mod sema;
 pub mod syntax;

@@ -606,6 +606,12 @@ impl Frame<'_> {
             Scalar::Const(v) => *v as i64,
             Scalar::Index(i) => self.env[*i as usize].unwrap_or(0),
             Scalar::Size(d) => self.dims.get(d).copied().unwrap_or(0) as i64,
+            // A gathered index (`table[ids[b, l], e]`).
+            Scalar::Load { operand, indices } => {
+                let idx: Vec<i64> = indices.iter().map(|i| self.index(i)).collect();
+                let t = self.operands[*operand as usize];
+                t.offset(&idx).map_or(0, |o| t.data[o] as i64)
+            }
             Scalar::Apply(ScalarFn::Neg, a) => -self.index(&a[0]),
             Scalar::Apply(ScalarFn::Add, a) => self.index(&a[0]) + self.index(&a[1]),
             Scalar::Apply(ScalarFn::Sub, a) => self.index(&a[0]) - self.index(&a[1]),

@@ -1,0 +1,3 @@
+//! Scheduling: the fused graph (parallel or step) to the kernel IR.
+
+pub mod decompose;

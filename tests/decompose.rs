@@ -1,0 +1,97 @@
+//! Builtins as generics (`schedule::decompose`) keep the interpreter's outputs,
+//! on every example and case, for the parallel graph after all passes and for its
+//! step graph run position by position.
+
+use seqc_compiler::driver;
+use seqc_compiler::init::{init_weights, random_inputs};
+use seqc_compiler::ir::interp::{self, Bindings, Tensor};
+use seqc_compiler::ir::step::{step, StepState};
+use seqc_compiler::ir::{verify::verify, Graph, Op};
+use seqc_compiler::passes::step_derivation::derive;
+use seqc_compiler::schedule::decompose::decompose;
+use seqc_compiler::sema::{Checked, CheckedModel};
+use std::collections::HashMap;
+use std::path::Path;
+
+mod common;
+
+fn models() -> Vec<(String, CheckedModel)> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut files: Vec<(String, std::path::PathBuf, &str)> = common::SMALL
+        .iter()
+        .map(|(f, cfg)| (f.to_string(), root.join("dsl-examples").join(f), *cfg))
+        .collect();
+    for e in std::fs::read_dir(root.join("tests/cases")).unwrap() {
+        let p = e.unwrap().path();
+        files.push((p.file_name().unwrap().to_string_lossy().into_owned(), p, ""));
+    }
+    files
+        .into_iter()
+        .map(|(name, path, cfg)| {
+            let (_, r) = driver::check_bytes(&name, &std::fs::read(&path).unwrap(), cfg);
+            let Ok(Checked::Model(m)) = r else { panic!("{name} checks") };
+            (name, m)
+        })
+        .collect()
+}
+
+fn close(name: &str, a: &Tensor, b: &Tensor) {
+    assert_eq!(a.shape, b.shape, "{name}");
+    for (x, y) in a.data.iter().zip(&b.data) {
+        assert!((x - y).abs() <= 1e-10 * x.abs().max(1.0), "{name}: {x} vs {y}");
+    }
+}
+
+fn only_core_ops(name: &str, g: &Graph) {
+    for n in &g.nodes {
+        let core = matches!(
+            n.op,
+            Op::Input { .. }
+                | Op::Weight { .. }
+                | Op::Const { .. }
+                | Op::StateInput { .. }
+                | Op::Linear { .. }
+                | Op::Reshape
+                | Op::Generic(_)
+                | Op::Attention(_)
+                | Op::Scan(_)
+        );
+        assert!(core, "{name}: `{}` is left", n.op.name());
+    }
+}
+
+#[test]
+fn decomposed_graphs_compute_the_same() {
+    for (name, m) in models() {
+        let mut fused = m.graph.clone();
+        seqc_compiler::passes::run_until(&mut fused, None).unwrap();
+        let mut dec = fused.clone();
+        decompose(&mut dec);
+        verify(&dec).unwrap_or_else(|e| panic!("{name}: {e}"));
+        only_core_ops(&name, &dec);
+        let (batch, len) = (2, 6);
+        let weights = init_weights(&m, 1);
+        let dims = HashMap::from([("B".to_string(), batch), ("L".to_string(), len)]);
+        let inputs = random_inputs(&m, &dims, 2);
+        let b = Bindings { dims: &dims, inputs: &inputs, weights: &weights };
+        let want = interp::run(&fused, &b).unwrap();
+        for ((n, x), (_, y)) in interp::run(&dec, &b).unwrap().iter().zip(&want) {
+            close(&format!("{name} `{n}`"), x, y);
+        }
+
+        let step_graph = derive(&fused).unwrap();
+        let mut step_dec = step_graph.clone();
+        decompose(&mut step_dec);
+        verify(&step_dec).unwrap_or_else(|e| panic!("{name} (step): {e}"));
+        only_core_ops(&name, &step_dec);
+        let (mut s1, mut s2) = (StepState::new(&step_graph, batch).unwrap(), StepState::new(&step_dec, batch).unwrap());
+        for t in 0..len {
+            let at: HashMap<String, Tensor> = inputs.iter().map(|(k, v)| (k.clone(), v.row(1, t))).collect();
+            let a = step(&step_graph, &mut s1, &at, &weights, false).unwrap();
+            let b = step(&step_dec, &mut s2, &at, &weights, false).unwrap();
+            for ((n, x), (_, y)) in a.iter().zip(&b) {
+                close(&format!("{name} step {t} `{n}`"), x, y);
+            }
+        }
+    }
+}
