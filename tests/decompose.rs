@@ -17,10 +17,8 @@ mod common;
 
 fn models() -> Vec<(String, CheckedModel)> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let mut files: Vec<(String, std::path::PathBuf, &str)> = common::SMALL
-        .iter()
-        .map(|(f, cfg)| (f.to_string(), root.join("dsl-examples").join(f), *cfg))
-        .collect();
+    let mut files: Vec<(String, std::path::PathBuf, &str)> =
+        common::SMALL.iter().map(|(f, cfg)| (f.to_string(), root.join("dsl-examples").join(f), *cfg)).collect();
     for e in std::fs::read_dir(root.join("tests/cases")).unwrap() {
         let p = e.unwrap().path();
         files.push((p.file_name().unwrap().to_string_lossy().into_owned(), p, ""));

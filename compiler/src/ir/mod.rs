@@ -11,6 +11,7 @@
 //! value is defined once, and every value has a type.
 
 pub mod interp;
+pub mod kernel;
 pub mod ops;
 pub mod parse;
 pub mod print;

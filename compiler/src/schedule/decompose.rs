@@ -47,7 +47,8 @@ struct Nest {
 
 impl Nest {
     fn over(shape: &[Dim]) -> Nest {
-        let vars = shape.iter().enumerate().map(|(a, d)| LoopVar { name: format!("i{a}"), extent: d.clone() }).collect();
+        let vars =
+            shape.iter().enumerate().map(|(a, d)| LoopVar { name: format!("i{a}"), extent: d.clone() }).collect();
         Nest { vars, rank: shape.len() }
     }
     /// A new index of extent `d`.
@@ -85,7 +86,10 @@ pub fn decompose(g: &mut Graph) {
                 let k = nest.var("k", last);
                 let ms = reduce(ReduceOp::Mean, k, ap(ScalarFn::Mul, vec![ld(0, nest.with_last(ix(k))); 2]));
                 let scale = ap(ScalarFn::Rsqrt, vec![ap(ScalarFn::Add, vec![ms, c(*eps)])]);
-                let body = ap(ScalarFn::Mul, vec![ap(ScalarFn::Mul, vec![ld(0, nest.result()), scale]), ld(1, vec![ix(r - 1)])]);
+                let body = ap(
+                    ScalarFn::Mul,
+                    vec![ap(ScalarFn::Mul, vec![ld(0, nest.result()), scale]), ld(1, vec![ix(r - 1)])],
+                );
                 nest.generic(body)
             }
             Op::LayerNorm { eps } => {
@@ -102,7 +106,10 @@ pub fn decompose(g: &mut Graph) {
                 // y[b, l, ch] = bias[ch] + sum[k] w[ch, 0, k] * x[b, l - (W - 1) + k, ch]
                 let width = operand_shape(1)[2].clone();
                 let k = nest.var("k", width.clone());
-                let src = ap(ScalarFn::Add, vec![ap(ScalarFn::Sub, vec![ix(1), ap(ScalarFn::Sub, vec![dim(&width), c(1.0)])]), ix(k)]);
+                let src = ap(
+                    ScalarFn::Add,
+                    vec![ap(ScalarFn::Sub, vec![ix(1), ap(ScalarFn::Sub, vec![dim(&width), c(1.0)])]), ix(k)],
+                );
                 let tap = ap(ScalarFn::Mul, vec![ld(1, vec![ix(2), c(0.0), ix(k)]), ld(0, vec![ix(0), src, ix(2)])]);
                 let mut body = reduce(ReduceOp::Sum, k, tap);
                 if *bias {
@@ -142,13 +149,12 @@ pub fn decompose(g: &mut Graph) {
                 let at = |i: Scalar| ld(0, vec![ix(0), ix(1), ix(2), i]);
                 let partner = ap(
                     ScalarFn::Sub,
-                    vec![
-                        at(ap(ScalarFn::Sub, vec![ix(3), c(half)])),
-                        at(ap(ScalarFn::Add, vec![ix(3), c(half)])),
-                    ],
+                    vec![at(ap(ScalarFn::Sub, vec![ix(3), c(half)])), at(ap(ScalarFn::Add, vec![ix(3), c(half)]))],
                 );
-                let body =
-                    ap(ScalarFn::Add, vec![ap(ScalarFn::Mul, vec![at(ix(3)), cos]), ap(ScalarFn::Mul, vec![partner, sin])]);
+                let body = ap(
+                    ScalarFn::Add,
+                    vec![ap(ScalarFn::Mul, vec![at(ix(3)), cos]), ap(ScalarFn::Mul, vec![partner, sin])],
+                );
                 nest.generic(body)
             }
             Op::Concat => {
@@ -194,7 +200,11 @@ pub fn decompose(g: &mut Graph) {
         for (k, &r) in node.results.iter().enumerate() {
             let nest = Nest::over(&g.types[r.0 as usize].shape);
             let at = nest.with_last(ap(ScalarFn::Add, vec![ix(nest.rank as u32 - 1), c(offset)]));
-            g.nodes.push(crate::ir::Node { op: nest.generic(ld(0, at)), operands: node.operands.clone(), results: vec![r] });
+            g.nodes.push(crate::ir::Node {
+                op: nest.generic(ld(0, at)),
+                operands: node.operands.clone(),
+                results: vec![r],
+            });
             g.origins.push(origin.clone());
             offset += sizes[k] as f64;
         }

@@ -1,3 +1,200 @@
-//! Scheduling: the fused graph (parallel or step) to the kernel IR.
+//! Scheduling: a fused graph (parallel or step) to the kernel IR.
+//!
+//! Builtins become generics first (`decompose`), so what remains is four kinds of
+//! work: `linear` is a GEMM call, `reshape` an alias, `generic` and `attention` a
+//! kernel whose grid covers the result's rows, `scan` a kernel whose grid covers
+//! independent sequences and whose steps run in order inside (`emit`). Every value
+//! gets a buffer; the runtime reuses temp buffers by their lifetimes
+//! (`KernelModule::lifetimes`).
 
 pub mod decompose;
+mod emit;
+
+use crate::ir::kernel::{BufId, Buffer, Expr, Kernel, KernelModule, Launch, Role, Var};
+use crate::ir::ops::ScanOp;
+use crate::ir::{Graph, Op, Scalar, ValueId};
+use crate::sema::types::{Dim, TensorTy};
+use emit::Param;
+
+/// A graph the scheduler cannot handle (a compiler limitation, named).
+#[derive(Debug, PartialEq, thiserror::Error)]
+#[error("cannot schedule: {0}")]
+pub struct ScheduleError(pub String);
+
+/// The kernel module of a graph.
+pub fn schedule(g: &Graph) -> Result<KernelModule, ScheduleError> {
+    let mut g = g.clone();
+    decompose::decompose(&mut g);
+    let mut dims: Vec<String> = Vec::new();
+    for ty in &g.types {
+        for d in &ty.shape {
+            if let Dim::Sym(s) = d {
+                if !dims.iter().any(|x| **x == **s) {
+                    dims.push(s.to_string());
+                }
+            }
+        }
+    }
+    // `T` and `P` are bound together in step mode, even where only one is read;
+    // bodies may also read `T` (`rope`) where no shape has it.
+    let step = g.nodes.iter().any(|n| matches!(n.op, Op::StateInput { .. }));
+    let wanted: &[&str] = if step { &["B", "T", "P"] } else { &["B"] };
+    for d in wanted {
+        if !dims.iter().any(|x| x == d) {
+            dims.push(d.to_string());
+        }
+    }
+    let order = |d: &String| ["B", "L", "T", "P"].iter().position(|x| x == d).unwrap_or(4);
+    dims.sort_by_key(|d| (order(d), d.clone()));
+    let mut s = Scheduler {
+        g: &g,
+        m: KernelModule { name: g.name.clone(), dims, ..KernelModule::default() },
+        bufs: vec![None; g.types.len()],
+    };
+    for (i, node) in g.nodes.iter().enumerate() {
+        s.node(i, node)?;
+    }
+    s.m.outputs = g.outputs.iter().map(|(n, v)| (n.clone(), s.buf(*v))).collect();
+    s.m.next_states = g.next_states.iter().map(|(n, v)| (n.clone(), s.buf(*v))).collect();
+    Ok(s.m)
+}
+
+struct Scheduler<'g> {
+    g: &'g Graph,
+    m: KernelModule,
+    bufs: Vec<Option<BufId>>,
+}
+
+impl Scheduler<'_> {
+    fn buf(&self, v: ValueId) -> BufId {
+        self.bufs[v.0 as usize].expect("defined before use")
+    }
+
+    fn dim(&self, d: &Dim) -> Expr {
+        match d {
+            Dim::Known(v) => Expr::Int(*v),
+            Dim::Sym(s) => Expr::Dim(self.m.dims.iter().position(|x| **x == **s).expect("collected") as u32),
+        }
+    }
+
+    fn size(&self, shape: &[Dim]) -> Expr {
+        shape.iter().fold(Expr::Int(1), |acc, d| Expr::mul(acc, self.dim(d)))
+    }
+
+    fn new_buffer(&mut self, name: String, size: Expr, role: Role) -> BufId {
+        self.m.buffers.push(Buffer { name, size, role });
+        BufId(self.m.buffers.len() as u32 - 1)
+    }
+
+    fn define(&mut self, v: ValueId, role: Role) -> BufId {
+        let size = self.size(&self.g.ty(v).shape);
+        let b = self.new_buffer(format!("%{}", v.0), size, role);
+        self.bufs[v.0 as usize] = Some(b);
+        b
+    }
+
+    fn params(&self, values: &[ValueId]) -> Vec<Param> {
+        values.iter().map(|v| Param { shape: self.g.ty(*v).shape.clone() }).collect()
+    }
+
+    fn node(&mut self, i: usize, node: &crate::ir::Node) -> Result<(), ScheduleError> {
+        let origin = self.g.origins.get(i).filter(|o| !o.is_empty()).cloned().unwrap_or_else(|| self.g.name.clone());
+        let r0 = node.results[0];
+        match &node.op {
+            Op::Input { name } => {
+                self.define(r0, Role::Input(name.clone()));
+            }
+            Op::Weight { name } => {
+                self.define(r0, Role::Weight(name.clone()));
+            }
+            Op::StateInput { name, init } => {
+                self.define(r0, Role::State { name: name.clone(), init: *init });
+            }
+            Op::Const { value } => {
+                let b = self.define(r0, Role::Temp);
+                self.m.launches.push(Launch::Fill { buf: b, value: *value });
+            }
+            Op::Reshape => {
+                let src = self.buf(node.operands[0]);
+                self.define(r0, Role::Alias(src));
+            }
+            Op::Linear { bias } => {
+                let x = self.g.ty(node.operands[0]);
+                let w = self.g.ty(node.operands[1]);
+                let m = self.size(&x.shape[..x.shape.len() - 1]);
+                let (n, k) = (self.dim(&w.shape[0]), self.dim(&w.shape[1]));
+                let (a, b) = (self.buf(node.operands[0]), self.buf(node.operands[1]));
+                let bias = bias.then(|| self.buf(node.operands[2]));
+                let c = self.define(r0, Role::Temp);
+                self.m.launches.push(Launch::Gemm { m, n, k, a, b, bias, c });
+            }
+            Op::Generic(gen) | Op::Attention(gen) => {
+                let mut values = node.operands.clone();
+                values.push(r0);
+                let (body, grid, vars, regs) = emit::generic(&self.m.dims, gen, self.params(&values))?;
+                self.define(r0, Role::Temp);
+                let args = values.iter().map(|v| self.buf(*v)).collect();
+                self.kernel(format!("{} {origin}", node.op.name()), values.len(), body, grid, vars, regs, args);
+            }
+            Op::Scan(scan) => {
+                let mut values = node.operands.clone();
+                values.extend(&node.results);
+                let mut params = self.params(&values);
+                params.extend(scan.states.iter().map(|s| Param { shape: s.shape.clone() }));
+                let batch = batch_parallel(scan, &node.results.iter().map(|r| self.g.ty(*r)).collect::<Vec<_>>());
+                let (body, grid, vars, regs) =
+                    emit::scan(&self.m.dims, scan, params, node.operands.len(), node.results.len(), batch)?;
+                for r in &node.results {
+                    self.define(*r, Role::Temp);
+                }
+                let mut args: Vec<BufId> = values.iter().map(|v| self.buf(*v)).collect();
+                for st in &scan.states {
+                    // Two slots: this step's states and the next.
+                    let size = Expr::mul(Expr::Int(2), self.size(&st.shape));
+                    args.push(self.new_buffer(format!("{origin}:{}", st.name), size, Role::Temp));
+                }
+                let n = args.len();
+                self.kernel(format!("scan {origin}"), n, body, grid, vars, regs, args);
+            }
+            other => return Err(ScheduleError(format!("`{}` is left after decomposition", other.name()))),
+        }
+        Ok(())
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn kernel(
+        &mut self,
+        name: String,
+        params: usize,
+        body: Vec<crate::ir::kernel::Stmt>,
+        grid: Expr,
+        vars: u32,
+        regs: u32,
+        args: Vec<BufId>,
+    ) {
+        self.m.kernels.push(Kernel { name, params, grid_var: Var(0), body, vars, regs });
+        self.m.launches.push(Launch::Kernel { kernel: self.m.kernels.len() - 1, grid, args });
+    }
+}
+
+/// Whether a scan's sequences (axis 0 of its states and results, the first index
+/// of each statement) are independent, so its grid can run over them.
+fn batch_parallel(scan: &ScanOp, results: &[&TensorTy]) -> bool {
+    let is_batch = |d: &Dim| matches!(d, Dim::Sym(s) if &**s == "B");
+    let states_ok = scan.states.iter().all(|s| s.shape.first().is_some_and(is_batch));
+    let results_ok = results.iter().all(|t| t.shape.first().is_some_and(is_batch));
+    let stmts_ok = scan.updates.iter().chain(&scan.outputs).all(|st| {
+        let Some(&b) = st.left.first() else { return false };
+        let own_row = |e: &Scalar| match e {
+            Scalar::State { indices, .. } => matches!(indices.first(), Some(Scalar::Index(v)) if *v == b),
+            _ => true,
+        };
+        let reads_own = |e: &Scalar| {
+            let mut ok = true;
+            e.visit(&mut |x| ok &= own_row(x));
+            ok
+        };
+        is_batch(&scan.vars[b as usize].extent) && reads_own(&st.body) && st.cond.as_ref().is_none_or(reads_own)
+    });
+    states_ok && results_ok && stmts_ok
+}

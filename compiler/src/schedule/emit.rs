@@ -1,0 +1,634 @@
+//! Loop nests from scalar bodies: the code of one `generic` or `scan` kernel.
+//!
+//! A body is evaluated at each point of its result; its reductions become serial
+//! loops with an accumulator register. A reduction is computed at the outermost
+//! place where every index it depends on is bound, and reused from there (a
+//! norm's `mean[k] x^2` once per row, not once per element; a softmax's max and
+//! normaliser once per query). Reads that may fall outside their operand are
+//! clamped and select 0, the generic op's semantics for out-of-range reads.
+
+use super::ScheduleError;
+use crate::ir::kernel::{CmpOp, Expr, IntOp, LoopKind, Reg, Stmt, Var};
+use crate::ir::ops::{Generic, LoopVar, ScanOp, StateInit};
+use crate::ir::{Scalar, ScalarFn};
+use crate::sema::types::Dim;
+use crate::syntax::ast::ReduceOp;
+use std::collections::BTreeSet;
+
+/// A kernel parameter's shape, for loads and stores.
+#[derive(Clone, Debug)]
+pub struct Param {
+    pub shape: Vec<Dim>,
+}
+
+/// Builds one kernel body.
+pub struct Emitter<'a> {
+    pub dims: &'a [String],
+    /// The op's loop indices (their extents).
+    pub loop_vars: &'a [LoopVar],
+    /// The kernel expression each loop index is bound to, where bound.
+    bound: Vec<Option<Expr>>,
+    /// Operand `k` of the op is parameter `operand_param[k]`.
+    pub operand_params: Vec<u32>,
+    pub params: Vec<Param>,
+    /// Scan states: their parameter and the element offset of the slot read now.
+    states: Vec<(u32, Expr)>,
+    cond: Option<&'a Scalar>,
+    /// Reductions computed so far in the enclosing scopes.
+    cache: Vec<(Scalar, Reg)>,
+    pub next_var: u32,
+    pub next_reg: u32,
+}
+
+fn err(what: impl Into<String>) -> ScheduleError {
+    ScheduleError(what.into())
+}
+
+impl<'a> Emitter<'a> {
+    pub fn new(dims: &'a [String], loop_vars: &'a [LoopVar], params: Vec<Param>, cond: Option<&'a Scalar>) -> Self {
+        Emitter {
+            dims,
+            loop_vars,
+            bound: vec![None; loop_vars.len()],
+            operand_params: (0..params.len() as u32).collect(),
+            params,
+            states: Vec::new(),
+            cond,
+            cache: Vec::new(),
+            next_var: 1, // v0 is the grid variable
+            next_reg: 0,
+        }
+    }
+
+    pub fn dim(&self, d: &Dim) -> Result<Expr, ScheduleError> {
+        match d {
+            Dim::Known(v) => Ok(Expr::Int(*v)),
+            Dim::Sym(s) => self
+                .dims
+                .iter()
+                .position(|x| **x == **s)
+                .map(|i| Expr::Dim(i as u32))
+                .ok_or_else(|| err(format!("unknown dimension `{s}`"))),
+        }
+    }
+
+    pub fn product(&self, ds: &[Dim]) -> Result<Expr, ScheduleError> {
+        ds.iter().try_fold(Expr::Int(1), |acc, d| Ok(Expr::mul(acc, self.dim(d)?)))
+    }
+
+    fn var(&mut self) -> Var {
+        self.next_var += 1;
+        Var(self.next_var - 1)
+    }
+
+    fn reg(&mut self) -> Reg {
+        self.next_reg += 1;
+        Reg(self.next_reg - 1)
+    }
+
+    pub fn bind(&mut self, v: u32, e: Expr) {
+        self.bound[v as usize] = Some(e);
+    }
+
+    pub fn unbind(&mut self, v: u32) {
+        self.bound[v as usize] = None;
+    }
+
+    fn bound_set(&self) -> BTreeSet<u32> {
+        (0..self.bound.len() as u32).filter(|&v| self.bound[v as usize].is_some()).collect()
+    }
+
+    /// `for` loops over loop indices `vars`, binding them, around `inner`.
+    pub fn nest(
+        &mut self,
+        vars: &[u32],
+        out: &mut Vec<Stmt>,
+        inner: &mut dyn FnMut(&mut Self, &mut Vec<Stmt>) -> Result<(), ScheduleError>,
+    ) -> Result<(), ScheduleError> {
+        let Some((&v, rest)) = vars.split_first() else { return inner(self, out) };
+        let var = self.var();
+        let extent = self.dim(&self.loop_vars[v as usize].extent.clone())?;
+        self.bind(v, Expr::Var(var));
+        let saved = self.cache.len();
+        let mut body = Vec::new();
+        let r = self.nest(rest, &mut body, inner);
+        self.cache.truncate(saved);
+        self.unbind(v);
+        r?;
+        out.push(Stmt::For { var, extent, kind: LoopKind::Serial, body });
+        Ok(())
+    }
+
+    /// Computes, into registers, every reduction in `e` that depends only on
+    /// indices bound now, so the loops inside reuse them.
+    pub fn hoist(&mut self, e: &Scalar, out: &mut Vec<Stmt>) -> Result<(), ScheduleError> {
+        let bound = self.bound_set();
+        let mut found = Vec::new();
+        hoistable(e, &bound, &mut found);
+        for r in found {
+            if !self.cache.iter().any(|(s, _)| *s == r) {
+                let reg = self.reduction(&r, out)?;
+                self.cache.push((r, reg));
+            }
+        }
+        Ok(())
+    }
+
+    /// The condition, where every index it reads is bound and it reads one of
+    /// `vars` (`None` otherwise).
+    fn cond_over(&mut self, vars: &[u32], out: &mut Vec<Stmt>) -> Result<Option<Expr>, ScheduleError> {
+        let Some(c) = self.cond else { return Ok(None) };
+        let free = free_vars(c);
+        let bound = self.bound_set();
+        if !free.is_subset(&bound) || !vars.iter().any(|v| free.contains(v)) {
+            return Ok(None);
+        }
+        Ok(Some(self.truth(c, out)?))
+    }
+
+    /// The condition restricted to result indices `result`, if it reads only them.
+    pub fn result_cond(&mut self, result: &[u32], out: &mut Vec<Stmt>) -> Result<Option<Expr>, ScheduleError> {
+        let Some(c) = self.cond else { return Ok(None) };
+        if !free_vars(c).iter().all(|v| result.contains(v)) {
+            return Ok(None);
+        }
+        Ok(Some(self.truth(c, out)?))
+    }
+
+    /// A condition (`bool`): comparisons of index expressions in integers.
+    pub fn truth(&mut self, e: &Scalar, out: &mut Vec<Stmt>) -> Result<Expr, ScheduleError> {
+        let op = |f: &ScalarFn| match f {
+            ScalarFn::Lt => Some(CmpOp::Lt),
+            ScalarFn::Le => Some(CmpOp::Le),
+            ScalarFn::Gt => Some(CmpOp::Gt),
+            ScalarFn::Ge => Some(CmpOp::Ge),
+            ScalarFn::Eq => Some(CmpOp::Eq),
+            ScalarFn::Ne => Some(CmpOp::Ne),
+            _ => None,
+        };
+        Ok(match e {
+            Scalar::Apply(ScalarFn::And, a) => Expr::and(self.truth(&a[0], out)?, self.truth(&a[1], out)?),
+            Scalar::Apply(ScalarFn::Or, a) => {
+                Expr::Or(Box::new(self.truth(&a[0], out)?), Box::new(self.truth(&a[1], out)?))
+            }
+            Scalar::Apply(ScalarFn::Not, a) => Expr::Not(Box::new(self.truth(&a[0], out)?)),
+            Scalar::Apply(f, a) if op(f).is_some() && is_integer(&a[0]) && is_integer(&a[1]) => {
+                Expr::cmp(op(f).expect("checked"), self.index(&a[0], out)?, self.index(&a[1], out)?)
+            }
+            Scalar::Apply(f, a) if op(f).is_some() => {
+                Expr::cmp(op(f).expect("checked"), self.value(&a[0], out)?, self.value(&a[1], out)?)
+            }
+            other => Expr::cmp(CmpOp::Ne, self.value(other, out)?, Expr::Float(0.0)),
+        })
+    }
+
+    /// A reduction's value, computed into a register by loops appended to `out`.
+    fn reduction(&mut self, r: &Scalar, out: &mut Vec<Stmt>) -> Result<Reg, ScheduleError> {
+        let Scalar::Reduce { op, vars, body } = r else { unreachable!("only reductions are hoisted") };
+        if *op == ReduceOp::Softmax {
+            return Err(err("a softmax outside the reduction over its index"));
+        }
+        self.hoist(body, out)?;
+        let acc = self.reg();
+        let count = self.reg();
+        let init = match op {
+            ReduceOp::Sum | ReduceOp::Mean => 0.0,
+            ReduceOp::Max => f64::NEG_INFINITY,
+            ReduceOp::Min => f64::INFINITY,
+            ReduceOp::Softmax => unreachable!(),
+        };
+        out.push(Stmt::Set { reg: acc, value: Expr::Float(init) });
+        if *op == ReduceOp::Mean {
+            out.push(Stmt::Set { reg: count, value: Expr::Float(0.0) });
+        }
+        let op = *op;
+        self.nest(vars, out, &mut |em, out| {
+            let cond = em.cond_over(vars, out)?;
+            let mut point = Vec::new();
+            em.hoist(body, &mut point)?;
+            let v = em.value(body, &mut point)?;
+            let combined = match op {
+                ReduceOp::Sum | ReduceOp::Mean => Expr::call(ScalarFn::Add, vec![Expr::Reg(acc), v]),
+                ReduceOp::Max => Expr::call(ScalarFn::Max, vec![Expr::Reg(acc), v]),
+                ReduceOp::Min => Expr::call(ScalarFn::Min, vec![Expr::Reg(acc), v]),
+                ReduceOp::Softmax => unreachable!(),
+            };
+            point.push(Stmt::Set { reg: acc, value: combined });
+            if op == ReduceOp::Mean {
+                point.push(Stmt::Set {
+                    reg: count,
+                    value: Expr::call(ScalarFn::Add, vec![Expr::Reg(count), Expr::Float(1.0)]),
+                });
+            }
+            match cond {
+                Some(c) => out.push(Stmt::If { cond: c, then: point }),
+                None => out.extend(point),
+            }
+            Ok(())
+        })?;
+        if op == ReduceOp::Mean {
+            let mean = Expr::select(
+                Expr::cmp(CmpOp::Gt, Expr::Reg(count), Expr::Float(0.0)),
+                Expr::call(ScalarFn::Div, vec![Expr::Reg(acc), Expr::Reg(count)]),
+                Expr::Float(0.0),
+            );
+            out.push(Stmt::Set { reg: acc, value: mean });
+        }
+        Ok(acc)
+    }
+
+    /// An index expression (`i64`).
+    pub fn index(&mut self, e: &Scalar, out: &mut Vec<Stmt>) -> Result<Expr, ScheduleError> {
+        Ok(match e {
+            Scalar::Const(v) => Expr::Int(*v as i64),
+            Scalar::Index(i) => self.bound[*i as usize].clone().ok_or_else(|| err("an index read outside its loop"))?,
+            Scalar::Size(s) => self.dim(&Dim::Sym(s.as_str().into()))?,
+            Scalar::Apply(ScalarFn::Neg, a) => Expr::int(IntOp::Sub, Expr::Int(0), self.index(&a[0], out)?),
+            Scalar::Apply(f @ (ScalarFn::Add | ScalarFn::Sub | ScalarFn::Mul | ScalarFn::Div), a) => {
+                let op = match f {
+                    ScalarFn::Add => IntOp::Add,
+                    ScalarFn::Sub => IntOp::Sub,
+                    ScalarFn::Mul => IntOp::Mul,
+                    _ => IntOp::Div,
+                };
+                let (x, y) = (self.index(&a[0], out)?, self.index(&a[1], out)?);
+                Expr::int(op, x, y)
+            }
+            Scalar::Load { .. } => Expr::ToInt(Box::new(self.value(e, out)?)),
+            other => return Err(err(format!("an index expression the scheduler does not handle: {other:?}"))),
+        })
+    }
+
+    /// Element offset of `indices` in a row-major `shape`, clamped into range,
+    /// and the condition that they were in range (`None`: always).
+    fn offset(
+        &mut self,
+        shape: &[Dim],
+        indices: &[Scalar],
+        out: &mut Vec<Stmt>,
+    ) -> Result<(Expr, Option<Expr>), ScheduleError> {
+        let mut offset = Expr::Int(0);
+        let mut inside: Option<Expr> = None;
+        for (d, ix) in shape.iter().zip(indices) {
+            let extent = self.dim(d)?;
+            let at = self.index(ix, out)?;
+            let safe = match ix {
+                Scalar::Index(v) => self.loop_vars[*v as usize].extent == *d,
+                Scalar::Const(c) => (*c as i64) >= 0 && d.known().is_some_and(|n| (*c as i64) < n),
+                _ => false,
+            };
+            let at = if safe {
+                at
+            } else {
+                let ok = Expr::and(
+                    Expr::cmp(CmpOp::Ge, at.clone(), Expr::Int(0)),
+                    Expr::cmp(CmpOp::Lt, at.clone(), extent.clone()),
+                );
+                inside = Some(match inside {
+                    Some(prev) => Expr::and(prev, ok),
+                    None => ok,
+                });
+                let high = Expr::int(IntOp::Sub, extent.clone(), Expr::Int(1));
+                Expr::int(IntOp::Min, Expr::int(IntOp::Max, at, Expr::Int(0)), high)
+            };
+            offset = Expr::add(Expr::mul(offset, extent), at);
+        }
+        Ok((offset, inside))
+    }
+
+    fn load(
+        &mut self,
+        param: u32,
+        shape: &[Dim],
+        indices: &[Scalar],
+        out: &mut Vec<Stmt>,
+    ) -> Result<Expr, ScheduleError> {
+        let (index, inside) = self.offset(shape, indices, out)?;
+        let load = Expr::Load { param, index: Box::new(index) };
+        Ok(match inside {
+            Some(ok) => Expr::select(ok, load, Expr::Float(0.0)),
+            None => load,
+        })
+    }
+
+    /// The flat offset of a point of `shape` given by loop indices, for stores.
+    pub fn store_offset(&mut self, shape: &[Dim], vars: &[u32]) -> Result<Expr, ScheduleError> {
+        let mut out = Vec::new();
+        let indices: Vec<Scalar> = vars.iter().map(|&v| Scalar::Index(v)).collect();
+        Ok(self.offset(shape, &indices, &mut out)?.0)
+    }
+
+    /// A value (`f32`).
+    pub fn value(&mut self, e: &Scalar, out: &mut Vec<Stmt>) -> Result<Expr, ScheduleError> {
+        let flag = |c: Expr| Expr::select(c, Expr::Float(1.0), Expr::Float(0.0));
+        let truth = |x: Expr| Expr::cmp(CmpOp::Ne, x, Expr::Float(0.0));
+        Ok(match e {
+            Scalar::Const(v) => Expr::Float(*v),
+            Scalar::Index(_) | Scalar::Size(_) => Expr::ToFloat(Box::new(self.index(e, out)?)),
+            Scalar::Load { operand, indices } => {
+                let param = self.operand_params[*operand as usize];
+                let shape = self.params[param as usize].shape.clone();
+                self.load(param, &shape, indices, out)?
+            }
+            Scalar::State { state, indices } => {
+                let (param, base) = self.states[*state as usize].clone();
+                let shape = self.params[param as usize].shape.clone();
+                let (index, inside) = self.offset(&shape, indices, out)?;
+                let load = Expr::Load { param, index: Box::new(Expr::add(base, index)) };
+                match inside {
+                    Some(ok) => Expr::select(ok, load, Expr::Float(0.0)),
+                    None => load,
+                }
+            }
+            Scalar::Apply(f, args) => {
+                let vals = args.iter().map(|a| self.value(a, out)).collect::<Result<Vec<_>, _>>()?;
+                let cmp = |op| Ok::<_, ScheduleError>(flag(Expr::cmp(op, vals[0].clone(), vals[1].clone())));
+                match f {
+                    ScalarFn::Lt => cmp(CmpOp::Lt)?,
+                    ScalarFn::Le => cmp(CmpOp::Le)?,
+                    ScalarFn::Gt => cmp(CmpOp::Gt)?,
+                    ScalarFn::Ge => cmp(CmpOp::Ge)?,
+                    ScalarFn::Eq => cmp(CmpOp::Eq)?,
+                    ScalarFn::Ne => cmp(CmpOp::Ne)?,
+                    ScalarFn::And => flag(Expr::and(truth(vals[0].clone()), truth(vals[1].clone()))),
+                    ScalarFn::Or => flag(Expr::Or(Box::new(truth(vals[0].clone())), Box::new(truth(vals[1].clone())))),
+                    ScalarFn::Not => flag(Expr::cmp(CmpOp::Eq, vals[0].clone(), Expr::Float(0.0))),
+                    f => Expr::call(*f, vals),
+                }
+            }
+            Scalar::Select(c, a, b) => {
+                let c = self.truth(c, out)?;
+                Expr::select(c, self.value(a, out)?, self.value(b, out)?)
+            }
+            Scalar::Reduce { op: ReduceOp::Softmax, vars, body } => {
+                // exp(s - max) / sum exp(s - max), the normalisers over `vars`.
+                let (max, sum) = normalisers(vars, body);
+                let m = self.reduced(&max, out)?;
+                let z = self.reduced(&sum, out)?;
+                let s = self.value(body, out)?;
+                let v = Expr::call(
+                    ScalarFn::Div,
+                    vec![Expr::call(ScalarFn::Exp, vec![Expr::call(ScalarFn::Sub, vec![s, m])]), z],
+                );
+                match self.cond_over(vars, out)? {
+                    Some(c) => Expr::select(c, v, Expr::Float(0.0)),
+                    None => v,
+                }
+            }
+            Scalar::Reduce { .. } => self.reduced(e, out)?,
+        })
+    }
+
+    /// A reduction: from the enclosing scopes if computed there, else now.
+    fn reduced(&mut self, r: &Scalar, out: &mut Vec<Stmt>) -> Result<Expr, ScheduleError> {
+        if let Some((_, reg)) = self.cache.iter().rev().find(|(s, _)| s == r) {
+            return Ok(Expr::Reg(*reg));
+        }
+        let reg = self.reduction(r, out)?;
+        self.cache.push((r.clone(), reg));
+        Ok(Expr::Reg(reg))
+    }
+}
+
+/// Whether an expression is integer arithmetic on indices, sizes and integer
+/// constants (so it compares exactly as `i64`).
+fn is_integer(e: &Scalar) -> bool {
+    match e {
+        Scalar::Const(v) => v.fract() == 0.0,
+        Scalar::Index(_) | Scalar::Size(_) => true,
+        Scalar::Apply(ScalarFn::Add | ScalarFn::Sub | ScalarFn::Mul | ScalarFn::Neg, a) => a.iter().all(is_integer),
+        _ => false,
+    }
+}
+
+/// A softmax's normalisers over `vars`: `max[vars] s` and `sum[vars] exp(s - max)`.
+fn normalisers(vars: &[u32], s: &Scalar) -> (Scalar, Scalar) {
+    let max = Scalar::Reduce { op: ReduceOp::Max, vars: vars.to_vec(), body: Box::new(s.clone()) };
+    let shifted = Scalar::Apply(ScalarFn::Exp, vec![Scalar::Apply(ScalarFn::Sub, vec![s.clone(), max.clone()])]);
+    (max.clone(), Scalar::Reduce { op: ReduceOp::Sum, vars: vars.to_vec(), body: Box::new(shifted) })
+}
+
+/// Loop indices an expression reads and does not bind itself.
+pub fn free_vars(e: &Scalar) -> BTreeSet<u32> {
+    match e {
+        Scalar::Index(v) => BTreeSet::from([*v]),
+        Scalar::Reduce { op, vars, body } => {
+            let mut f = free_vars(body);
+            if *op != ReduceOp::Softmax {
+                for v in vars {
+                    f.remove(v);
+                }
+            }
+            f
+        }
+        Scalar::Load { indices, .. } | Scalar::State { indices, .. } => indices.iter().flat_map(free_vars).collect(),
+        Scalar::Apply(_, a) => a.iter().flat_map(free_vars).collect(),
+        Scalar::Select(c, a, b) => [c, a, b].into_iter().flat_map(|x| free_vars(x)).collect(),
+        Scalar::Const(_) | Scalar::Size(_) => BTreeSet::new(),
+    }
+}
+
+/// The outermost reductions of `e` (softmaxes by their normalisers) that read
+/// only `bound` indices.
+fn hoistable(e: &Scalar, bound: &BTreeSet<u32>, out: &mut Vec<Scalar>) {
+    match e {
+        Scalar::Reduce { op: ReduceOp::Softmax, vars, body } => {
+            let mut free = free_vars(body);
+            vars.iter().for_each(|v| {
+                free.remove(v);
+            });
+            if free.is_subset(bound) {
+                let (max, sum) = normalisers(vars, body);
+                out.push(max);
+                out.push(sum);
+            }
+            hoistable(body, bound, out);
+        }
+        Scalar::Reduce { body, .. } => {
+            if free_vars(e).is_subset(bound) {
+                out.push(e.clone());
+            } else {
+                hoistable(body, bound, out);
+            }
+        }
+        Scalar::Load { indices, .. } | Scalar::State { indices, .. } => {
+            indices.iter().for_each(|i| hoistable(i, bound, out))
+        }
+        Scalar::Apply(_, a) => a.iter().for_each(|x| hoistable(x, bound, out)),
+        Scalar::Select(c, a, b) => [c, a, b].into_iter().for_each(|x| hoistable(x, bound, out)),
+        Scalar::Index(_) | Scalar::Const(_) | Scalar::Size(_) => {}
+    }
+}
+
+/// The body of a generic kernel: parameters are the operands, then the result.
+/// The grid covers every result axis but the last, which is a loop inside.
+pub fn generic(
+    dims: &[String],
+    gen: &Generic,
+    params: Vec<Param>,
+) -> Result<(Vec<Stmt>, Expr, u32, u32), ScheduleError> {
+    let result = params.len() as u32 - 1;
+    let mut em = Emitter::new(dims, &gen.vars, params, gen.cond.as_ref());
+    let rank = gen.rank as u32;
+    let (rows, inner): (Vec<u32>, Vec<u32>) =
+        if rank == 0 { (vec![], vec![]) } else { ((0..rank - 1).collect(), vec![rank - 1]) };
+    // Grid point g -> row indices, last varying fastest.
+    let mut grid = Expr::Int(1);
+    let mut stride = Expr::Int(1);
+    for &v in rows.iter().rev() {
+        let extent = em.dim(&gen.vars[v as usize].extent)?;
+        let at = Expr::int(IntOp::Rem, Expr::int(IntOp::Div, Expr::Var(Var(0)), stride.clone()), extent.clone());
+        em.bind(v, at);
+        stride = Expr::mul(stride, extent.clone());
+        grid = Expr::mul(grid, extent);
+    }
+    let mut body = Vec::new();
+    em.hoist(&gen.body, &mut body)?;
+    let result_vars: Vec<u32> = (0..rank).collect();
+    let out_shape: Vec<Dim> = gen.vars[..gen.rank].iter().map(|v| v.extent.clone()).collect();
+    em.nest(&inner, &mut body, &mut |em, out| {
+        let v = em.value(&gen.body, out)?;
+        let v = match em.result_cond(&result_vars, out)? {
+            Some(c) => Expr::select(c, v, Expr::Float(0.0)),
+            None => v,
+        };
+        let index = em.store_offset(&out_shape, &result_vars)?;
+        out.push(Stmt::Store { param: result, index, value: v });
+        Ok(())
+    })?;
+    Ok((body, grid, em.next_var, em.next_reg))
+}
+
+/// The body of a scan kernel. Parameters: the operands, the results, then one
+/// buffer per state holding two slots (this step's and the next), swapped by the
+/// parity of the step. With `batch` the grid runs over axis 0 of every state and
+/// result (independent sequences), else it has one point.
+pub fn scan(
+    dims: &[String],
+    scan: &ScanOp,
+    params: Vec<Param>,
+    n_operands: usize,
+    n_results: usize,
+    batch: bool,
+) -> Result<(Vec<Stmt>, Expr, u32, u32), ScheduleError> {
+    let mut em = Emitter::new(dims, &scan.vars, params, None);
+    let state_param = |k: usize| (n_operands + n_results + k) as u32;
+    let sizes: Vec<Expr> = scan.states.iter().map(|s| em.product(&s.shape)).collect::<Result<_, _>>()?;
+    let grid = if batch { em.dim(&scan.states[0].shape[0])? } else { Expr::Int(1) };
+    let mut body = Vec::new();
+    // The batch index of a statement is its first left index.
+    let split = |left: &[u32]| if batch { (Some(left[0]), left[1..].to_vec()) } else { (None, left.to_vec()) };
+
+    // Slot 0 starts from the initial value.
+    for (k, st) in scan.states.iter().enumerate() {
+        let shape = st.shape.clone();
+        let mut flat = Vec::new();
+        // Plain loops over the state's shape (no op index is involved).
+        let mut loops: Vec<(Var, Expr)> = Vec::new();
+        for (a, d) in shape.iter().enumerate() {
+            if !(batch && a == 0) {
+                let var = em.var();
+                loops.push((var, em.dim(d)?));
+            }
+        }
+        let mut offset = Expr::Int(0);
+        let mut it = loops.iter();
+        for (a, d) in shape.iter().enumerate() {
+            let at =
+                if batch && a == 0 { Expr::Var(Var(0)) } else { Expr::Var(it.next().expect("one loop per axis").0) };
+            offset = Expr::add(Expr::mul(offset, em.dim(d)?), at);
+        }
+        let value = match st.init {
+            StateInit::Const(v) => Expr::Float(v),
+            StateInit::Operand(o) => {
+                let p = em.operand_params[o as usize];
+                if em.params[p as usize].shape != st.shape {
+                    return Err(err(format!("scan state `{}` starts from a tensor of another shape", st.name)));
+                }
+                Expr::Load { param: p, index: Box::new(offset.clone()) }
+            }
+        };
+        flat.push(Stmt::Store { param: state_param(k), index: offset, value });
+        for (var, extent) in loops.into_iter().rev() {
+            flat = vec![Stmt::For { var, extent, kind: LoopKind::Serial, body: flat }];
+        }
+        body.extend(flat);
+    }
+
+    let step_var = em.var();
+    let two = |e: Expr| Expr::int(IntOp::Rem, e, Expr::Int(2));
+    let now = two(Expr::Var(step_var));
+    let next = two(Expr::add(Expr::Var(step_var), Expr::Int(1)));
+    em.bind(scan.axis, Expr::Var(step_var));
+    let mut steps = Vec::new();
+    let reads = |em: &mut Emitter, slot: &Expr| {
+        // Reductions read before are of the other slot.
+        em.cache.clear();
+        em.states =
+            (0..scan.states.len()).map(|k| (state_param(k), Expr::mul(slot.clone(), sizes[k].clone()))).collect();
+    };
+    // Updates read this step's slot and write the next.
+    reads(&mut em, &now);
+    for (k, _) in scan.states.iter().enumerate() {
+        if !scan.updates.iter().any(|u| u.target as usize == k) {
+            return Err(err(format!("scan state `{}` is never updated", scan.states[k].name)));
+        }
+    }
+    for st in &scan.updates {
+        let k = st.target as usize;
+        let (b, rest) = split(&st.left);
+        if let Some(b) = b {
+            em.bind(b, Expr::Var(Var(0)));
+        }
+        em.cond = st.cond.as_ref();
+        let shape = scan.states[k].shape.clone();
+        let left = st.left.clone();
+        let base = Expr::mul(next.clone(), sizes[k].clone());
+        em.hoist(&st.body, &mut steps)?;
+        em.nest(&rest, &mut steps, &mut |em, out| {
+            let mut v = em.value(&st.body, out)?;
+            if let Some(c) = em.result_cond(&left, out)? {
+                let old = em.value(
+                    &Scalar::State { state: k as u32, indices: left.iter().map(|&v| Scalar::Index(v)).collect() },
+                    out,
+                )?;
+                v = Expr::select(c, v, old);
+            }
+            let index = Expr::add(base.clone(), em.store_offset(&shape, &left)?);
+            out.push(Stmt::Store { param: state_param(k), index, value: v });
+            Ok(())
+        })?;
+        if let Some(b) = b {
+            em.unbind(b);
+        }
+    }
+    // Outputs read the new states.
+    reads(&mut em, &next);
+    for st in &scan.outputs {
+        let result = (n_operands + st.target as usize) as u32;
+        let (b, rest) = split(&st.left);
+        if let Some(b) = b {
+            em.bind(b, Expr::Var(Var(0)));
+        }
+        em.cond = st.cond.as_ref();
+        let rest: Vec<u32> = rest.into_iter().filter(|&v| v != scan.axis).collect();
+        let shape = em.params[result as usize].shape.clone();
+        let left = st.left.clone();
+        em.hoist(&st.body, &mut steps)?;
+        em.nest(&rest, &mut steps, &mut |em, out| {
+            let mut v = em.value(&st.body, out)?;
+            if let Some(c) = em.result_cond(&left, out)? {
+                v = Expr::select(c, v, Expr::Float(0.0));
+            }
+            let index = em.store_offset(&shape, &left)?;
+            out.push(Stmt::Store { param: result, index, value: v });
+            Ok(())
+        })?;
+        if let Some(b) = b {
+            em.unbind(b);
+        }
+    }
+    let extent = em.dim(&scan.vars[scan.axis as usize].extent)?;
+    body.push(Stmt::For { var: step_var, extent, kind: LoopKind::Serial, body: steps });
+    Ok((body, grid, em.next_var, em.next_reg))
+}
