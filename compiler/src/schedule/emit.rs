@@ -288,8 +288,10 @@ impl<'a> Emitter<'a> {
                     Some(prev) => Expr::and(prev, ok),
                     None => ok,
                 });
+                // Into [0, extent - 1], and 0 for an empty axis (a buffer has at
+                // least one element to read, whose value the select drops).
                 let high = Expr::int(IntOp::Sub, extent.clone(), Expr::Int(1));
-                Expr::int(IntOp::Min, Expr::int(IntOp::Max, at, Expr::Int(0)), high)
+                Expr::int(IntOp::Max, Expr::int(IntOp::Min, at, high), Expr::Int(0))
             };
             offset = Expr::add(Expr::mul(offset, extent), at);
         }

@@ -1,0 +1,410 @@
+//! seqc's CPU backend: each kernel of a [`KernelModule`] becomes a native function
+//!
+//! ```text
+//! extern "C" fn(buffers: *const *mut f32, dims: *const i64, lo: i64, hi: i64)
+//! ```
+//!
+//! that runs grid points `lo..hi` of its grid loop; the runtime hands ranges of
+//! the grid to threads. Cranelift compiles it (JIT for `seqc run`; the same IR
+//! goes to object files). `exp` is inlined (Cody-Waite range reduction and a
+//! degree-7 polynomial, about 2 ulp); the other transcendental functions call
+//! the host's f64 implementations, rounded once.
+
+mod math;
+
+use cranelift_codegen::ir::condcodes::{FloatCC, IntCC};
+use cranelift_codegen::ir::{types, AbiParam, FuncRef, InstBuilder, MemFlagsData, Value};
+use cranelift_codegen::settings::{self, Configurable};
+use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext, Variable};
+use cranelift_jit::{JITBuilder, JITModule};
+use cranelift_module::{default_libcall_names, FuncId, Linkage, Module};
+use seqc_compiler::ir::kernel::{CmpOp, Expr, IntOp, Kernel, KernelModule, Stmt, Ty};
+use seqc_compiler::ir::ScalarFn;
+use std::collections::HashMap;
+
+/// A compiled kernel: runs grid points `lo..hi`.
+pub type KernelFn = unsafe extern "C" fn(buffers: *const *mut f32, dims: *const i64, lo: i64, hi: i64);
+
+/// Code generation failed (a compiler bug, or an unsupported host).
+#[derive(Debug, thiserror::Error)]
+#[error("cranelift: {0}")]
+pub struct BackendError(String);
+
+fn fail(e: impl std::fmt::Display) -> BackendError {
+    BackendError(e.to_string())
+}
+
+/// The native code of a module's kernels; the functions live as long as it does.
+pub struct Compiled {
+    // Owns the executable memory the function pointers point into.
+    _module: JITModule,
+    pub kernels: Vec<KernelFn>,
+}
+
+// The JIT module is only kept alive, never used again, and the functions are pure
+// code over the buffers their callers pass.
+unsafe impl Send for Compiled {}
+unsafe impl Sync for Compiled {}
+
+fn isa_flags() -> settings::Builder {
+    let mut flags = settings::builder();
+    flags.set("opt_level", "speed").expect("a known flag");
+    flags.set("use_colocated_libcalls", "false").expect("a known flag");
+    flags.set("is_pic", "false").expect("a known flag");
+    flags
+}
+
+/// Compiles every kernel of `m` for this machine.
+pub fn compile(m: &KernelModule) -> Result<Compiled, BackendError> {
+    let isa = cranelift_native::builder().map_err(fail)?.finish(settings::Flags::new(isa_flags())).map_err(fail)?;
+    let mut builder = JITBuilder::with_isa(isa, default_libcall_names());
+    for (name, f) in math::HOST_FUNCTIONS {
+        builder.symbol(*name, *f);
+    }
+    let mut module = JITModule::new(builder);
+    let ids = define_all(&mut module, m, None)?;
+    module.finalize_definitions().map_err(fail)?;
+    let kernels = ids
+        .into_iter()
+        .map(|id| {
+            let code = module.get_finalized_function(id);
+            // SAFETY: defined above with exactly `KernelFn`'s signature.
+            unsafe { std::mem::transmute::<*const u8, KernelFn>(code) }
+        })
+        .collect();
+    Ok(Compiled { _module: module, kernels })
+}
+
+/// The Cranelift IR of every kernel, as `seqc compile --emit clif` prints it.
+pub fn clif(m: &KernelModule) -> Result<String, BackendError> {
+    let isa = cranelift_native::builder().map_err(fail)?.finish(settings::Flags::new(isa_flags())).map_err(fail)?;
+    let mut module = JITModule::new(JITBuilder::with_isa(isa, default_libcall_names()));
+    let mut text = String::new();
+    define_all(&mut module, m, Some(&mut text))?;
+    Ok(text)
+}
+
+fn define_all(
+    module: &mut JITModule,
+    m: &KernelModule,
+    mut text: Option<&mut String>,
+) -> Result<Vec<FuncId>, BackendError> {
+    let ptr = module.target_config().pointer_type();
+    let mut sig = module.make_signature();
+    for ty in [ptr, ptr, types::I64, types::I64] {
+        sig.params.push(AbiParam::new(ty));
+    }
+    let mut unary = module.make_signature();
+    unary.params.push(AbiParam::new(types::F32));
+    unary.returns.push(AbiParam::new(types::F32));
+    let mut binary = unary.clone();
+    binary.params.push(AbiParam::new(types::F32));
+    let mut host = HashMap::new();
+    for (name, _) in math::HOST_FUNCTIONS {
+        let s = if *name == "seqc_pow" { &binary } else { &unary };
+        host.insert(*name, module.declare_function(name, Linkage::Import, s).map_err(fail)?);
+    }
+    let mut ctx = module.make_context();
+    let mut fctx = FunctionBuilderContext::new();
+    let mut ids = Vec::new();
+    for (i, k) in m.kernels.iter().enumerate() {
+        let id = module.declare_function(&format!("k{i}"), Linkage::Export, &sig).map_err(fail)?;
+        ctx.func.signature = sig.clone();
+        {
+            let mut b = FunctionBuilder::new(&mut ctx.func, &mut fctx);
+            let refs: HashMap<&str, FuncRef> =
+                host.iter().map(|(n, id)| (*n, module.declare_func_in_func(*id, b.func))).collect();
+            Gen::build(&mut b, k, m.dims.len(), refs, ptr);
+            b.seal_all_blocks();
+            b.finalize(module.target_config());
+        }
+        if let Some(t) = text.as_deref_mut() {
+            t.push_str(&format!("; k{i}: {}\n{}\n", k.name, ctx.func.display()));
+        }
+        module.define_function(id, &mut ctx).map_err(|e| fail(format!("k{i} ({}): {e:?}", k.name)))?;
+        module.clear_context(&mut ctx);
+        ids.push(id);
+    }
+    Ok(ids)
+}
+
+/// Code generation of one kernel.
+struct Gen<'a, 'b> {
+    b: &'a mut FunctionBuilder<'b>,
+    vars: HashMap<u32, Variable>,
+    regs: HashMap<u32, Variable>,
+    buffers: Vec<Value>,
+    dims: Vec<Value>,
+    host: HashMap<&'static str, FuncRef>,
+    flags: MemFlagsData,
+}
+
+impl<'a, 'b> Gen<'a, 'b> {
+    fn build(
+        b: &'a mut FunctionBuilder<'b>,
+        k: &Kernel,
+        n_dims: usize,
+        host: HashMap<&'static str, FuncRef>,
+        ptr: types::Type,
+    ) {
+        let entry = b.create_block();
+        b.append_block_params_for_function_params(entry);
+        b.switch_to_block(entry);
+        let params = b.block_params(entry).to_vec();
+        let flags = MemFlagsData::trusted();
+        let buffers = (0..k.params).map(|p| b.ins().load(ptr, flags, params[0], (8 * p) as i32)).collect();
+        let dims = (0..n_dims).map(|d| b.ins().load(types::I64, flags, params[1], (8 * d) as i32)).collect();
+        let mut g = Gen { b, vars: HashMap::new(), regs: HashMap::new(), buffers, dims, host, flags };
+        // The grid loop over lo..hi.
+        let grid = g.var(k.grid_var.0);
+        g.b.def_var(grid, params[2]);
+        let hi = params[3];
+        g.counted_loop(grid, hi, &k.body);
+        g.b.ins().return_(&[]);
+    }
+
+    fn var(&mut self, v: u32) -> Variable {
+        if let Some(x) = self.vars.get(&v) {
+            return *x;
+        }
+        let x = self.b.declare_var(types::I64);
+        self.vars.insert(v, x);
+        x
+    }
+
+    fn reg(&mut self, r: u32) -> Variable {
+        if let Some(x) = self.regs.get(&r) {
+            return *x;
+        }
+        let x = self.b.declare_var(types::F32);
+        self.regs.insert(r, x);
+        x
+    }
+
+    /// `while var < end { body; var += 1 }`, `var` already holding its start.
+    fn counted_loop(&mut self, var: Variable, end: Value, body: &[Stmt]) {
+        let (header, inner, exit) = (self.b.create_block(), self.b.create_block(), self.b.create_block());
+        self.b.ins().jump(header, &[]);
+        self.b.switch_to_block(header);
+        let i = self.b.use_var(var);
+        let more = self.b.ins().icmp(IntCC::SignedLessThan, i, end);
+        self.b.ins().brif(more, inner, &[], exit, &[]);
+        self.b.switch_to_block(inner);
+        self.block(body);
+        let i = self.b.use_var(var);
+        let next = self.b.ins().iadd_imm_s(i, 1);
+        self.b.def_var(var, next);
+        self.b.ins().jump(header, &[]);
+        self.b.switch_to_block(exit);
+    }
+
+    fn block(&mut self, stmts: &[Stmt]) {
+        for s in stmts {
+            match s {
+                Stmt::For { var, extent, body, .. } => {
+                    let end = self.expr(extent);
+                    let v = self.var(var.0);
+                    let zero = self.b.ins().iconst(types::I64, 0);
+                    self.b.def_var(v, zero);
+                    self.counted_loop(v, end, body);
+                }
+                Stmt::Set { reg, value } => {
+                    let x = self.expr(value);
+                    let r = self.reg(reg.0);
+                    self.b.def_var(r, x);
+                }
+                Stmt::Store { param, index, value } => {
+                    let x = self.expr(value);
+                    let addr = self.address(*param, index);
+                    self.b.ins().store(self.flags, x, addr, 0);
+                }
+                Stmt::If { cond, then } => {
+                    let c = self.expr(cond);
+                    let (yes, done) = (self.b.create_block(), self.b.create_block());
+                    self.b.ins().brif(c, yes, &[], done, &[]);
+                    self.b.switch_to_block(yes);
+                    self.block(then);
+                    self.b.ins().jump(done, &[]);
+                    self.b.switch_to_block(done);
+                }
+                Stmt::Barrier => {}
+            }
+        }
+    }
+
+    fn address(&mut self, param: u32, index: &Expr) -> Value {
+        let i = self.expr(index);
+        let bytes = self.b.ins().ishl_imm_s(i, 2);
+        self.b.ins().iadd(self.buffers[param as usize], bytes)
+    }
+
+    fn expr(&mut self, e: &Expr) -> Value {
+        match e {
+            Expr::Int(v) => self.b.ins().iconst(types::I64, *v),
+            Expr::Float(v) => self.b.ins().f32const(*v as f32),
+            Expr::Var(v) => {
+                let x = self.var(v.0);
+                self.b.use_var(x)
+            }
+            Expr::Dim(d) => self.dims[*d as usize],
+            Expr::Reg(r) => {
+                let x = self.reg(r.0);
+                self.b.use_var(x)
+            }
+            Expr::Load { param, index } => {
+                let addr = self.address(*param, index);
+                self.b.ins().load(types::F32, self.flags, addr, 0)
+            }
+            Expr::Int2(op, a, b) => {
+                let (x, y) = (self.expr(a), self.expr(b));
+                let ins = self.b.ins();
+                match op {
+                    IntOp::Add => ins.iadd(x, y),
+                    IntOp::Sub => ins.isub(x, y),
+                    IntOp::Mul => ins.imul(x, y),
+                    IntOp::Min => ins.smin(x, y),
+                    IntOp::Max => ins.smax(x, y),
+                    IntOp::Div | IntOp::Rem => self.floor_div(*op, x, y, b),
+                }
+            }
+            Expr::Call(f, args) => {
+                let xs: Vec<Value> = args.iter().map(|a| self.expr(a)).collect();
+                self.call(*f, &xs)
+            }
+            Expr::Cmp(op, a, b) => {
+                let float = a.ty() == Ty::F32;
+                let (x, y) = (self.expr(a), self.expr(b));
+                if float {
+                    let cc = match op {
+                        CmpOp::Lt => FloatCC::LessThan,
+                        CmpOp::Le => FloatCC::LessThanOrEqual,
+                        CmpOp::Gt => FloatCC::GreaterThan,
+                        CmpOp::Ge => FloatCC::GreaterThanOrEqual,
+                        CmpOp::Eq => FloatCC::Equal,
+                        CmpOp::Ne => FloatCC::NotEqual,
+                    };
+                    self.b.ins().fcmp(cc, x, y)
+                } else {
+                    let cc = match op {
+                        CmpOp::Lt => IntCC::SignedLessThan,
+                        CmpOp::Le => IntCC::SignedLessThanOrEqual,
+                        CmpOp::Gt => IntCC::SignedGreaterThan,
+                        CmpOp::Ge => IntCC::SignedGreaterThanOrEqual,
+                        CmpOp::Eq => IntCC::Equal,
+                        CmpOp::Ne => IntCC::NotEqual,
+                    };
+                    self.b.ins().icmp(cc, x, y)
+                }
+            }
+            Expr::And(a, b) => {
+                let (x, y) = (self.expr(a), self.expr(b));
+                self.b.ins().band(x, y)
+            }
+            Expr::Or(a, b) => {
+                let (x, y) = (self.expr(a), self.expr(b));
+                self.b.ins().bor(x, y)
+            }
+            Expr::Not(a) => {
+                let x = self.expr(a);
+                self.b.ins().bxor_imm_u(x, 1)
+            }
+            Expr::Select(c, a, b) => {
+                let (c, x, y) = (self.expr(c), self.expr(a), self.expr(b));
+                self.b.ins().select(c, x, y)
+            }
+            Expr::ToFloat(a) => {
+                let x = self.expr(a);
+                self.b.ins().fcvt_from_sint(types::F32, x)
+            }
+            Expr::ToInt(a) => {
+                let x = self.expr(a);
+                self.b.ins().fcvt_to_sint_sat(types::I64, x)
+            }
+        }
+    }
+
+    /// Floored division and Euclidean remainder; a constant positive divisor
+    /// (the common case: sizes) needs only a fix-up for negative dividends.
+    fn floor_div(&mut self, op: IntOp, x: Value, y: Value, divisor: &Expr) -> Value {
+        if let Expr::Int(d) = divisor {
+            if *d == 0 {
+                return self.b.ins().iconst(types::I64, 0);
+            }
+        }
+        let q = self.b.ins().sdiv(x, y);
+        let r = self.b.ins().srem(x, y);
+        let zero = self.b.ins().iconst(types::I64, 0);
+        // r != 0 and sign(r) != sign(y): step toward -inf.
+        let nonzero = self.b.ins().icmp(IntCC::NotEqual, r, zero);
+        let r_neg = self.b.ins().icmp(IntCC::SignedLessThan, r, zero);
+        let y_neg = self.b.ins().icmp(IntCC::SignedLessThan, y, zero);
+        let differ = self.b.ins().bxor(r_neg, y_neg);
+        let adjust = self.b.ins().band(nonzero, differ);
+        match op {
+            IntOp::Div => {
+                let q1 = self.b.ins().iadd_imm_s(q, -1);
+                self.b.ins().select(adjust, q1, q)
+            }
+            _ => {
+                // Euclidean: 0 <= r < |y|.
+                let abs = self.b.ins().iabs(y);
+                let r1 = self.b.ins().iadd(r, abs);
+                self.b.ins().select(r_neg, r1, r)
+            }
+        }
+    }
+
+    fn call(&mut self, f: ScalarFn, x: &[Value]) -> Value {
+        match f {
+            ScalarFn::Add => self.b.ins().fadd(x[0], x[1]),
+            ScalarFn::Sub => self.b.ins().fsub(x[0], x[1]),
+            ScalarFn::Mul => self.b.ins().fmul(x[0], x[1]),
+            ScalarFn::Div => self.b.ins().fdiv(x[0], x[1]),
+            ScalarFn::Neg => self.b.ins().fneg(x[0]),
+            ScalarFn::Abs => self.b.ins().fabs(x[0]),
+            ScalarFn::Sqrt => self.b.ins().sqrt(x[0]),
+            ScalarFn::Rsqrt => {
+                let s = self.b.ins().sqrt(x[0]);
+                let one = self.b.ins().f32const(1.0);
+                self.b.ins().fdiv(one, s)
+            }
+            ScalarFn::Max => self.max(x[0], x[1]),
+            ScalarFn::Min => {
+                // `x < y ? x : y`, NaN-free like the interpreter's f64::min on numbers.
+                let lt = self.b.ins().fcmp(FloatCC::LessThan, x[0], x[1]);
+                self.b.ins().select(lt, x[0], x[1])
+            }
+            ScalarFn::Relu => {
+                let zero = self.b.ins().f32const(0.0);
+                self.max(x[0], zero)
+            }
+            ScalarFn::Exp => math::exp(self.b, x[0]),
+            ScalarFn::Sigmoid => {
+                // 1 / (1 + exp(-x)).
+                let neg = self.b.ins().fneg(x[0]);
+                let e = math::exp(self.b, neg);
+                let one = self.b.ins().f32const(1.0);
+                let den = self.b.ins().fadd(one, e);
+                self.b.ins().fdiv(one, den)
+            }
+            ScalarFn::Silu => {
+                let neg = self.b.ins().fneg(x[0]);
+                let e = math::exp(self.b, neg);
+                let one = self.b.ins().f32const(1.0);
+                let den = self.b.ins().fadd(one, e);
+                self.b.ins().fdiv(x[0], den)
+            }
+            other => {
+                let name = math::host_name(other).expect("every other function has a host implementation");
+                let call = self.b.ins().call(self.host[name], x);
+                self.b.inst_results(call)[0]
+            }
+        }
+    }
+
+    /// `x > y ? x : y` (an accumulator starting at -inf takes the first value).
+    fn max(&mut self, x: Value, y: Value) -> Value {
+        let gt = self.b.ins().fcmp(FloatCC::GreaterThan, x, y);
+        self.b.ins().select(gt, x, y)
+    }
+}

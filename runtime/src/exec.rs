@@ -1,0 +1,175 @@
+//! Runs a compiled kernel module on the CPU: binds buffers, reuses temp memory by
+//! lifetime, spreads each kernel's grid over threads (rayon) and calls `gemm` for
+//! the dense products.
+
+use seqc_compiler::ir::kernel::eval::int;
+use seqc_compiler::ir::kernel::{KernelModule, Launch, Role};
+use seqc_cranelift::Compiled;
+use std::collections::HashMap;
+
+/// What an empty buffer points to: clamped reads of it read here.
+static EMPTY: [f32; 1] = [0.0];
+
+/// A kernel module and its machine code.
+pub struct Program {
+    pub module: KernelModule,
+    pub code: Compiled,
+}
+
+/// The memory a run reads: by buffer role name (inputs, weights, states).
+pub trait Source {
+    fn get(&self, role: &Role) -> Option<&[f32]>;
+}
+
+/// Buffer pointers shared by the threads of one launch; each grid point writes
+/// its own elements only (the scheduler's contract).
+struct Pointers(Vec<*mut f32>);
+unsafe impl Send for Pointers {}
+unsafe impl Sync for Pointers {}
+
+impl Program {
+    /// Runs every launch; returns the outputs, then the next states, with their
+    /// element counts.
+    pub fn run(&self, dims: &HashMap<&str, usize>, source: &dyn Source) -> Result<Vec<Vec<f32>>, String> {
+        let m = &self.module;
+        let dims: Vec<i64> = m
+            .dims
+            .iter()
+            .map(|d| dims.get(d.as_str()).map(|&v| v as i64).ok_or_else(|| format!("dimension `{d}` is not bound")))
+            .collect::<Result<_, _>>()?;
+        let sizes: Vec<usize> = m.buffers.iter().map(|b| int(&b.size, &dims).max(0) as usize).collect();
+        let root = |mut b: usize| {
+            while let Role::Alias(a) = m.buffers[b].role {
+                b = a.0 as usize;
+            }
+            b
+        };
+
+        // Temp memory: a pool of blocks, each buffer taking a free block from its
+        // first launch to its last.
+        let live = m.lifetimes();
+        let mut blocks: Vec<Vec<f32>> = Vec::new();
+        let mut block_of: Vec<Option<usize>> = vec![None; m.buffers.len()];
+        let mut free: Vec<usize> = Vec::new();
+        let mut ends: Vec<Vec<usize>> = vec![Vec::new(); m.launches.len() + 1];
+        let mut starts: Vec<Vec<usize>> = vec![Vec::new(); m.launches.len() + 1];
+        for (b, l) in live.iter().enumerate() {
+            if let Some((s, e)) = l {
+                starts[*s].push(b);
+                ends[*e].push(b);
+            }
+        }
+        let mut ptrs: Vec<*mut f32> = vec![std::ptr::null_mut(); m.buffers.len()];
+        for (b, buf) in m.buffers.iter().enumerate() {
+            match &buf.role {
+                Role::Input(_) | Role::Weight(_) | Role::State { .. } => {
+                    let data = source.get(&buf.role).ok_or_else(|| format!("`{}` is not bound", buf.name))?;
+                    if data.len() != sizes[b] {
+                        return Err(format!("`{}` has {} elements, expected {}", buf.name, data.len(), sizes[b]));
+                    }
+                    // Kernels never write their operands. An empty one (a cache
+                    // before the first position) still gets one readable element.
+                    ptrs[b] = if data.is_empty() { EMPTY.as_ptr() as *mut f32 } else { data.as_ptr() as *mut f32 };
+                }
+                Role::Temp | Role::Alias(_) => {}
+            }
+        }
+        for (at, launch) in m.launches.iter().enumerate() {
+            for &b in &starts[at] {
+                let want = sizes[b].max(1);
+                // Best fit among free blocks, else a new one.
+                let pick = free
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, &k)| blocks[k].len() >= want)
+                    .min_by_key(|(_, &k)| blocks[k].len())
+                    .map(|(i, _)| i);
+                let k = match pick {
+                    Some(i) => free.swap_remove(i),
+                    None => {
+                        blocks.push(vec![0.0; want]);
+                        blocks.len() - 1
+                    }
+                };
+                block_of[b] = Some(k);
+                ptrs[b] = blocks[k].as_mut_ptr();
+            }
+            let p = |b: seqc_compiler::ir::kernel::BufId| ptrs[root(b.0 as usize)];
+            match launch {
+                Launch::Fill { buf, value } => {
+                    let n = sizes[root(buf.0 as usize)];
+                    // SAFETY: a temp block of at least `n` elements.
+                    unsafe { std::slice::from_raw_parts_mut(p(*buf), n) }.fill(*value as f32);
+                }
+                Launch::Gemm { m: rows, n, k, a, b, bias, c } => {
+                    let (rows, n, k) = (int(rows, &dims) as usize, int(n, &dims) as usize, int(k, &dims) as usize);
+                    // SAFETY: sizes come from the module; c is a temp distinct from a, b.
+                    unsafe { gemm_nt(rows, n, k, p(*a), p(*b), bias.map(|x| p(x) as *const f32), p(*c)) };
+                }
+                Launch::Kernel { kernel, grid, args } => {
+                    let f = self.code.kernels[*kernel];
+                    let bufs = Pointers(args.iter().map(|b| p(*b)).collect());
+                    let n = int(grid, &dims);
+                    launch_grid(f, &bufs, &dims, n);
+                }
+            }
+            for &b in &ends[at] {
+                if let Some(k) = block_of[b] {
+                    free.push(k);
+                }
+            }
+        }
+        let read = |b: usize| {
+            let r = root(b);
+            // SAFETY: a live buffer of `sizes[r]` elements.
+            unsafe { std::slice::from_raw_parts(ptrs[r], sizes[r]) }.to_vec()
+        };
+        Ok(m.outputs.iter().chain(&m.next_states).map(|(_, b)| read(b.0 as usize)).collect())
+    }
+}
+
+/// Calls `f` over grid points `0..n`, in ranges spread over the thread pool.
+fn launch_grid(f: seqc_cranelift::KernelFn, bufs: &Pointers, dims: &[i64], n: i64) {
+    if n <= 0 {
+        return;
+    }
+    let threads = rayon::current_num_threads() as i64;
+    let pieces = (threads * 4).min(n);
+    let call = |lo: i64, hi: i64| {
+        // SAFETY: the kernel reads and writes the buffers of its launch, within
+        // their sizes, and grid points write disjoint elements.
+        unsafe { f(bufs.0.as_ptr(), dims.as_ptr(), lo, hi) }
+    };
+    if pieces <= 1 {
+        call(0, n);
+        return;
+    }
+    use rayon::prelude::*;
+    (0..pieces).into_par_iter().for_each(|i| call(n * i / pieces, n * (i + 1) / pieces));
+}
+
+/// `c[m, n] = a[m, k] * b[n, k]^T (+ bias[n])`, all row-major.
+///
+/// # Safety
+/// The pointers hold `m * k`, `n * k`, `n` and `m * n` elements; `c` overlaps
+/// none of the others.
+unsafe fn gemm_nt(m: usize, n: usize, k: usize, a: *const f32, b: *const f32, bias: Option<*const f32>, c: *mut f32) {
+    if m == 0 || n == 0 {
+        return;
+    }
+    let read_dst = match bias {
+        Some(bias) => {
+            for row in 0..m {
+                std::ptr::copy_nonoverlapping(bias, c.add(row * n), n);
+            }
+            true
+        }
+        None => false,
+    };
+    let threads = rayon::current_num_threads();
+    let par = if m * n * k < 64 * 64 * 64 { gemm::Parallelism::None } else { gemm::Parallelism::Rayon(threads) };
+    gemm::gemm(
+        m, n, k, c, 1, n as isize, read_dst, a, 1, k as isize, b, k as isize, 1, 1.0f32, 1.0f32, false, false, false,
+        par,
+    );
+}

@@ -1,0 +1,319 @@
+//! seqc's runtime: compiles a `.seq` model for the CPU and runs it from Rust, on
+//! whole sequences ([`Model::forward`]) or one position at a time with a state
+//! whose layout the compiler derived ([`Model::new_state`], [`Model::step`]).
+//!
+//! ```no_run
+//! use seqc_runtime::{Model, Options, Tensor};
+//! let model = Model::compile_file("dsl-examples/mamba.seq", &Options::default())?
+//!     .load_weights("mamba.safetensors")?;
+//! let tokens = Tensor::new(vec![1, 4], vec![1.0, 2.0, 3.0, 4.0]);
+//! let out = model.forward(&[("tokens", tokens)])?;
+//! # Ok::<(), seqc_runtime::Error>(())
+//! ```
+//!
+//! Both modes run compiled code: the parallel graph after the passes, and the
+//! step graph derived from it, each scheduled into kernels and compiled by
+//! Cranelift; dense products call `gemm`.
+
+mod exec;
+mod state;
+
+pub use state::State;
+
+use exec::{Program, Source};
+use seqc_compiler::diag::{render_text, ColorChoice};
+use seqc_compiler::ir::interp;
+use seqc_compiler::ir::kernel::Role;
+use seqc_compiler::ir::Op;
+use seqc_compiler::sema::{Checked, CheckedModel};
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::OnceLock;
+
+/// A dense f32 tensor, row-major. Token ids are held as f32 (exact below 2^24).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Tensor {
+    pub shape: Vec<usize>,
+    pub data: Vec<f32>,
+}
+
+impl Tensor {
+    pub fn new(shape: Vec<usize>, data: Vec<f32>) -> Tensor {
+        assert_eq!(shape.iter().product::<usize>(), data.len(), "a tensor's data fills its shape");
+        Tensor { shape, data }
+    }
+
+    /// Token ids (or any integers) as a tensor.
+    pub fn from_ids(shape: Vec<usize>, ids: &[u32]) -> Tensor {
+        Tensor::new(shape, ids.iter().map(|&i| i as f32).collect())
+    }
+
+    fn to_f64(&self) -> interp::Tensor {
+        interp::Tensor::new(self.shape.clone(), self.data.iter().map(|&x| x as f64).collect())
+    }
+}
+
+/// What can go wrong, with a message that names the tensor or the source line.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The `.seq` source has errors (rendered diagnostics).
+    #[error("{0}")]
+    Source(String),
+    #[error("{0}")]
+    Weights(String),
+    #[error("{0}")]
+    Input(String),
+    /// A compiler limitation or bug (scheduling, code generation).
+    #[error("internal compiler error: {0}")]
+    Compiler(String),
+    #[error("{0}")]
+    Io(String),
+}
+
+/// Compilation options.
+#[derive(Clone, Debug, Default)]
+pub struct Options {
+    /// Config overrides, `d_model=256,n_layer=2`.
+    pub config: String,
+}
+
+/// A compiled model with its weights.
+pub struct Model {
+    checked: CheckedModel,
+    /// The graph after all passes.
+    graph: seqc_compiler::ir::Graph,
+    parallel: Program,
+    step: OnceLock<Result<Program, String>>,
+    weights: HashMap<String, Vec<f32>>,
+}
+
+fn compile_graph(g: &seqc_compiler::ir::Graph) -> Result<Program, String> {
+    let module = seqc_compiler::schedule::schedule(g).map_err(|e| e.to_string())?;
+    let code = seqc_cranelift::compile(&module).map_err(|e| e.to_string())?;
+    Ok(Program { module, code })
+}
+
+impl Model {
+    pub fn compile_file(path: impl AsRef<Path>, options: &Options) -> Result<Model, Error> {
+        let path = path.as_ref();
+        let bytes = std::fs::read(path).map_err(|e| Error::Io(format!("{}: {e}", path.display())))?;
+        Model::compile_source(&path.display().to_string(), &bytes, options)
+    }
+
+    /// Compiles source text; `name` is the file name diagnostics show.
+    pub fn compile_source(name: &str, source: &[u8], options: &Options) -> Result<Model, Error> {
+        let (session, result) = seqc_compiler::driver::check_bytes(name, source, &options.config);
+        let checked = match result {
+            Ok(Checked::Model(m)) => m,
+            Ok(Checked::Layers(_)) => return Err(Error::Source(format!("{name}: the file has no model"))),
+            Err(d) => return Err(Error::Source(render_text(&session.sources, &d, ColorChoice::Never))),
+        };
+        Model::from_checked(checked)
+    }
+
+    /// Compiles a checked model (the graph as lowered).
+    pub fn from_checked(checked: CheckedModel) -> Result<Model, Error> {
+        let mut graph = checked.graph.clone();
+        seqc_compiler::passes::run_until(&mut graph, None).map_err(Error::Compiler)?;
+        let parallel = compile_graph(&graph).map_err(Error::Compiler)?;
+        Ok(Model { checked, graph, parallel, step: OnceLock::new(), weights: HashMap::new() })
+    }
+
+    /// The checked model: declarations, weight table, graph as lowered.
+    pub fn checked(&self) -> &CheckedModel {
+        &self.checked
+    }
+
+    /// The kernel module of parallel mode.
+    pub fn kernels(&self) -> &seqc_compiler::ir::kernel::KernelModule {
+        &self.parallel.module
+    }
+
+    /// Loads weights from a safetensors file (f32, f16 or bf16), checked against
+    /// the model's declarations by name, shape and dtype.
+    pub fn load_weights(mut self, path: impl AsRef<Path>) -> Result<Model, Error> {
+        let stored = seqc_compiler::checkpoint::read(path.as_ref()).map_err(|e| Error::Weights(e.to_string()))?;
+        let bound = seqc_compiler::bind::weights(&self.checked, stored).map_err(|e| Error::Weights(e.to_string()))?;
+        self.weights = bound.iter().map(|(k, t)| (k.clone(), t.data.iter().map(|&x| x as f32).collect())).collect();
+        Ok(self)
+    }
+
+    /// Sets the weights from each declaration's `init`, deterministically for a seed.
+    pub fn init_weights(mut self, seed: u64) -> Model {
+        let w = seqc_compiler::init::init_weights(&self.checked, seed);
+        self.weights = w.iter().map(|(k, t)| (k.clone(), t.data.iter().map(|&x| x as f32).collect())).collect();
+        self
+    }
+
+    /// Checks inputs against the declarations; returns `B`, `L` and the data.
+    fn bind_inputs(
+        &self,
+        inputs: &[(&str, Tensor)],
+    ) -> Result<(HashMap<String, usize>, HashMap<String, Vec<f32>>), Error> {
+        if self.weights.is_empty() && !self.checked.weights.is_empty() {
+            return Err(Error::Weights("no weights are loaded".into()));
+        }
+        let stored = inputs
+            .iter()
+            .map(|(n, t)| {
+                let dtype = self
+                    .checked
+                    .inputs
+                    .iter()
+                    .find(|io| io.name == *n)
+                    .map_or(seqc_compiler::syntax::ast::DType::F32, |io| io.ty.dtype);
+                (n.to_string(), seqc_compiler::checkpoint::Stored { dtype, tensor: t.to_f64() })
+            })
+            .collect();
+        let (dims, _) = seqc_compiler::bind::inputs(&self.checked, stored).map_err(|e| Error::Input(e.to_string()))?;
+        let data: HashMap<String, Vec<f32>> = inputs.iter().map(|(n, t)| (n.to_string(), t.data.clone())).collect();
+        self.check_ids(&data)?;
+        Ok((dims, data))
+    }
+
+    /// Token ids index embedding tables: each must be an integer in range.
+    fn check_ids(&self, data: &HashMap<String, Vec<f32>>) -> Result<(), Error> {
+        for node in &self.graph.nodes {
+            let Op::Embed = node.op else { continue };
+            let Some(Op::Input { name }) =
+                self.graph.nodes.iter().find(|n| n.results.contains(&node.operands[0])).map(|n| &n.op)
+            else {
+                continue;
+            };
+            let rows = self.graph.ty(node.operands[1]).shape[0].known().unwrap_or(i64::MAX);
+            if let Some(bad) = data[name].iter().find(|&&v| v < 0.0 || v.fract() != 0.0 || v as i64 >= rows) {
+                return Err(Error::Input(format!(
+                    "input `{name}`: token id {bad} is out of range for an embedding of {rows} rows"
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs whole sequences: each input `[B, L, ...]`; returns each output.
+    pub fn forward(&self, inputs: &[(&str, Tensor)]) -> Result<Vec<(String, Tensor)>, Error> {
+        let (dims, data) = self.bind_inputs(inputs)?;
+        let dims: HashMap<&str, usize> = dims.iter().map(|(k, v)| (k.as_str(), *v)).collect();
+        let source = Bound { inputs: &data, weights: &self.weights, states: None };
+        let outs = self.parallel.run(&dims, &source).map_err(Error::Compiler)?;
+        Ok(self.named_outputs(outs, &dims))
+    }
+
+    fn named_outputs(&self, outs: Vec<Vec<f32>>, dims: &HashMap<&str, usize>) -> Vec<(String, Tensor)> {
+        self.checked
+            .outputs
+            .iter()
+            .zip(outs)
+            .map(|(io, data)| {
+                let shape = io
+                    .ty
+                    .shape
+                    .iter()
+                    .map(|d| match d {
+                        seqc_compiler::sema::Dim::Known(v) => *v as usize,
+                        seqc_compiler::sema::Dim::Sym(s) => dims.get(&**s).copied().unwrap_or(1),
+                    })
+                    .collect();
+                (io.name.clone(), Tensor::new(shape, data))
+            })
+            .collect()
+    }
+
+    fn step_program(&self) -> Result<&Program, Error> {
+        self.step
+            .get_or_init(|| {
+                let g = seqc_compiler::passes::step_derivation::derive(&self.graph).map_err(|e| e.to_string())?;
+                compile_graph(&g)
+            })
+            .as_ref()
+            .map_err(|e| Error::Compiler(e.clone()))
+    }
+
+    /// The state before the first position, for `batch` sequences.
+    pub fn new_state(&self, batch: usize) -> Result<State, Error> {
+        let program = self.step_program()?;
+        Ok(State::new(&program.module, batch))
+    }
+
+    /// Runs one position: each input `[B, 1, ...]`; returns each output at it.
+    pub fn step(&self, state: &mut State, inputs: &[(&str, Tensor)]) -> Result<Vec<(String, Tensor)>, Error> {
+        let program = self.step_program()?;
+        let (dims, data) = self.bind_inputs(inputs)?;
+        if dims.get("L").is_some_and(|&l| l != 1) {
+            return Err(Error::Input("step takes one position (`L` = 1); use forward_from for more".into()));
+        }
+        if dims.get("B").is_some_and(|&b| b != state.batch) {
+            return Err(Error::Input(format!("the state holds {} sequences, the inputs {}", state.batch, dims["B"])));
+        }
+        let run_dims = HashMap::from([("B", state.batch), ("T", state.position), ("P", state.position + 1)]);
+        let source = Bound { inputs: &data, weights: &self.weights, states: Some(state) };
+        let mut outs = program.run(&run_dims, &source).map_err(Error::Compiler)?;
+        let next = outs.split_off(program.module.outputs.len());
+        state.advance(&program.module, next);
+        let dims = HashMap::from([("B", state.batch), ("L", 1)]);
+        Ok(self.named_outputs(outs, &dims))
+    }
+
+    /// Continues the sequences of `state` with `inputs` (`[B, L, ...]`, any `L`),
+    /// position by position; returns the outputs of every position.
+    pub fn forward_from(&self, state: &mut State, inputs: &[(&str, Tensor)]) -> Result<Vec<(String, Tensor)>, Error> {
+        let (dims, _) = self.bind_inputs(inputs)?;
+        let len = dims.get("L").copied().unwrap_or(1);
+        let mut rows: Vec<Vec<Tensor>> = Vec::new();
+        for t in 0..len {
+            let at: Vec<(&str, Tensor)> = inputs.iter().map(|(n, x)| (*n, row(x, t))).collect();
+            for (i, (_, y)) in self.step(state, &at)?.into_iter().enumerate() {
+                if rows.len() <= i {
+                    rows.push(Vec::new());
+                }
+                rows[i].push(y);
+            }
+        }
+        Ok(self.checked.outputs.iter().zip(rows).map(|(io, ys)| (io.name.clone(), join(&ys))).collect())
+    }
+}
+
+/// Position `t` of a `[B, L, ...]` tensor, keeping the axis.
+fn row(x: &Tensor, t: usize) -> Tensor {
+    let (b, l) = (x.shape[0], x.shape[1]);
+    let inner: usize = x.shape[2..].iter().product();
+    let mut data = Vec::with_capacity(b * inner);
+    for bi in 0..b {
+        data.extend_from_slice(&x.data[(bi * l + t) * inner..(bi * l + t + 1) * inner]);
+    }
+    let mut shape = x.shape.clone();
+    shape[1] = 1;
+    Tensor::new(shape, data)
+}
+
+/// Tensors `[B, 1, ...]` joined along axis 1.
+fn join(parts: &[Tensor]) -> Tensor {
+    let mut shape = parts[0].shape.clone();
+    let (b, l) = (shape[0], parts.len());
+    let inner: usize = shape[2..].iter().product();
+    let mut data = Vec::with_capacity(b * l * inner);
+    for bi in 0..b {
+        for p in parts {
+            data.extend_from_slice(&p.data[bi * inner..(bi + 1) * inner]);
+        }
+    }
+    shape[1] = l;
+    Tensor::new(shape, data)
+}
+
+struct Bound<'a> {
+    inputs: &'a HashMap<String, Vec<f32>>,
+    weights: &'a HashMap<String, Vec<f32>>,
+    states: Option<&'a State>,
+}
+
+impl Source for Bound<'_> {
+    fn get(&self, role: &Role) -> Option<&[f32]> {
+        match role {
+            Role::Input(n) => self.inputs.get(n).map(|v| v.as_slice()),
+            Role::Weight(n) => self.weights.get(n).map(|v| v.as_slice()),
+            Role::State { name, .. } => self.states?.get(name),
+            Role::Temp | Role::Alias(_) => None,
+        }
+    }
+}

@@ -1,0 +1,114 @@
+//! The shared conformance suite for the compiled CPU path: for every example and
+//! every case in `tests/cases/`, the runtime's outputs (Cranelift code, `gemm`,
+//! f32) match the reference interpreter (f64) to 1e-4 of each output's largest
+//! element, in parallel mode for several `B` and `L` (1, and lengths no tile or
+//! chunk size divides) and in step mode position by position; `forward_from`
+//! over chunks equals one `forward`.
+
+use seqc_compiler::driver;
+use seqc_compiler::init::{init_weights, random_inputs};
+use seqc_compiler::ir::interp::{self, Bindings};
+use seqc_compiler::sema::{Checked, CheckedModel};
+use seqc_runtime::{Model, Tensor};
+use std::collections::HashMap;
+use std::path::Path;
+
+mod common;
+
+fn models() -> Vec<(String, CheckedModel)> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut files: Vec<(String, std::path::PathBuf, &str)> =
+        common::SMALL.iter().map(|(f, cfg)| (f.to_string(), root.join("dsl-examples").join(f), *cfg)).collect();
+    let mut cases: Vec<_> = std::fs::read_dir(root.join("tests/cases")).unwrap().map(|e| e.unwrap().path()).collect();
+    cases.sort();
+    for p in cases {
+        files.push((p.file_name().unwrap().to_string_lossy().into_owned(), p, ""));
+    }
+    files
+        .into_iter()
+        .map(|(name, path, cfg)| {
+            let (_, r) = driver::check_bytes(&name, &std::fs::read(&path).unwrap(), cfg);
+            let Ok(Checked::Model(m)) = r else { panic!("{name} checks") };
+            (name, m)
+        })
+        .collect()
+}
+
+fn f32s(t: &interp::Tensor) -> Tensor {
+    Tensor::new(t.shape.clone(), t.data.iter().map(|&x| x as f32).collect())
+}
+
+/// Max error over the reference's largest magnitude.
+fn rel_error(got: &[f32], want: &[f64]) -> f64 {
+    assert_eq!(got.len(), want.len());
+    let scale = want.iter().fold(0f64, |m, x| m.max(x.abs())).max(1e-30);
+    got.iter().zip(want).map(|(a, b)| (*a as f64 - b).abs()).fold(0.0, f64::max) / scale
+}
+
+#[test]
+fn compiled_cpu_matches_the_interpreter() {
+    for (name, m) in models() {
+        let weights = init_weights(&m, 7);
+        let mut graph = m.graph.clone();
+        seqc_compiler::passes::run_until(&mut graph, None).unwrap();
+        let model = Model::from_checked(m.clone()).unwrap_or_else(|e| panic!("{name}: {e}")).init_weights(7);
+        for (batch, len) in [(1, 1), (2, 5), (3, 17)] {
+            let dims = HashMap::from([("B".to_string(), batch), ("L".to_string(), len)]);
+            let inputs = random_inputs(&m, &dims, 8);
+            let want = interp::run(&graph, &Bindings { dims: &dims, inputs: &inputs, weights: &weights }).unwrap();
+            let ins: Vec<(&str, Tensor)> = inputs.iter().map(|(k, v)| (k.as_str(), f32s(v))).collect();
+            let got = model.forward(&ins).unwrap_or_else(|e| panic!("{name}: {e}"));
+            for ((n, g), (_, w)) in got.iter().zip(&want) {
+                assert_eq!(g.shape, w.shape, "{name}: `{n}`");
+                let e = rel_error(&g.data, &w.data);
+                assert!(e < 1e-4, "{name} B={batch} L={len}: `{n}` differs by {e:e} (relative to its largest element)");
+            }
+
+            // Step mode, position by position, and forward_from over two chunks.
+            let mut state = model.new_state(batch).unwrap();
+            for t in 0..len {
+                let at: Vec<(&str, Tensor)> = inputs.iter().map(|(k, v)| (k.as_str(), f32s(&v.row(1, t)))).collect();
+                let got = model.step(&mut state, &at).unwrap_or_else(|e| panic!("{name}: {e}"));
+                for ((n, g), (_, w)) in got.iter().zip(&want) {
+                    let e = rel_error(&g.data, &w.row(1, t).data);
+                    assert!(e < 1e-4, "{name} B={batch} step {t}: `{n}` differs by {e:e}");
+                }
+            }
+            let cut = len / 2;
+            let part = |lo: usize, hi: usize| -> Vec<(&str, Tensor)> {
+                inputs
+                    .iter()
+                    .map(|(k, v)| {
+                        let rows: Vec<interp::Tensor> = (lo..hi).map(|t| v.row(1, t)).collect();
+                        (k.as_str(), f32s(&interp::Tensor::join(&rows.iter().collect::<Vec<_>>(), 1, 0)))
+                    })
+                    .collect()
+            };
+            let mut state = model.new_state(batch).unwrap();
+            let mut chunks = Vec::new();
+            for (lo, hi) in [(0, cut), (cut, len)] {
+                if lo < hi {
+                    chunks.push(model.forward_from(&mut state, &part(lo, hi)).unwrap());
+                }
+            }
+            for (k, (n, w)) in want.iter().enumerate() {
+                let mut pos = 0;
+                for c in &chunks {
+                    let g = &c[k].1;
+                    for t in 0..g.shape[1] {
+                        let got: Vec<f32> = (0..g.shape[0])
+                            .flat_map(|b| {
+                                let inner = g.data.len() / (g.shape[0] * g.shape[1]);
+                                g.data[(b * g.shape[1] + t) * inner..(b * g.shape[1] + t + 1) * inner].to_vec()
+                            })
+                            .collect();
+                        let e = rel_error(&got, &w.row(1, pos).data);
+                        assert!(e < 1e-4, "{name}: forward_from chunk, `{n}` at {pos} differs by {e:e}");
+                        pos += 1;
+                    }
+                }
+                assert_eq!(pos, len);
+            }
+        }
+    }
+}
