@@ -15,6 +15,9 @@ use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+mod bench;
+mod compiled;
+
 #[derive(Parser)]
 #[command(name = "seqc", version, about = "Compiler and runtime for sequence-model kernels")]
 struct Cli {
@@ -50,7 +53,18 @@ enum Target {
 
 #[derive(Clone, Copy, ValueEnum, PartialEq)]
 enum Engine {
+    /// Compiled CPU code (Cranelift, gemm), f32.
+    Cpu,
+    /// The reference interpreter, f64.
     Interp,
+}
+
+#[derive(Clone, Copy, ValueEnum, PartialEq)]
+enum BenchMode {
+    /// Whole sequences at once (`forward`).
+    Prefill,
+    /// One position at a time from a state (`step`), after a prompt of `--seq-len`.
+    Decode,
 }
 
 #[derive(Clone, Copy, ValueEnum, PartialEq)]
@@ -133,8 +147,7 @@ enum Command {
         input: PathBuf,
         #[arg(short = 'o', long)]
         output: PathBuf,
-        /// The reference interpreter (f64) is the only engine so far.
-        #[arg(long, value_enum, default_value_t = Engine::Interp)]
+        #[arg(long, value_enum, default_value_t = Engine::Cpu)]
         engine: Engine,
         #[arg(long, value_enum, default_value_t = Mode::Parallel)]
         mode: Mode,
@@ -143,6 +156,30 @@ enum Command {
         /// Stop at the first NaN or infinity and name the op and layer.
         #[arg(long)]
         check_finite: bool,
+    },
+    /// Measure a model on the CPU: tokens per second, time per token, peak
+    /// memory, compile time. Random weights from the file's `init` unless given.
+    Bench {
+        file: PathBuf,
+        #[arg(long)]
+        seq_len: usize,
+        #[arg(long, default_value_t = 1)]
+        batch: usize,
+        #[arg(long, value_enum, default_value_t = BenchMode::Prefill)]
+        mode: BenchMode,
+        #[arg(long, default_value = "")]
+        config: String,
+        #[arg(long)]
+        weights: Option<PathBuf>,
+        /// Print one JSON object instead of a table.
+        #[arg(long)]
+        json: bool,
+        /// Timed repetitions (after one warm-up run).
+        #[arg(long, default_value_t = 3)]
+        iters: usize,
+        /// Print the time spent in each kernel.
+        #[arg(long)]
+        profile: bool,
     },
     /// Explain a diagnostic code (`seqc explain E0321`).
     Explain { code: String },
@@ -352,6 +389,22 @@ fn run(cli: Cli) -> Result<(), Reported> {
                     print!("{}", seqc_compiler::ir::print::print(&m.graph));
                     Ok(())
                 }
+                Some(emit @ (Emit::Kernel | Emit::Clif)) => {
+                    if emit == Emit::Clif && target != Target::Cpu {
+                        return Err(fail("`--emit clif` is the CPU target's code; use `--target cpu`"));
+                    }
+                    let mut m = model_of(&file, &config, &printer)?;
+                    passes::run_until(&mut m.graph, None).map_err(|e| fail(format!("internal compiler error: {e}")))?;
+                    if mode == Mode::Step {
+                        m.graph = passes::step_derivation::derive(&m.graph).map_err(fail)?;
+                    }
+                    let module = seqc_compiler::schedule::schedule(&m.graph).map_err(fail)?;
+                    match emit {
+                        Emit::Kernel => print!("{}", seqc_compiler::ir::kernel::print::print(&module)),
+                        _ => print!("{}", seqc_cranelift::clif(&module).map_err(fail)?),
+                    }
+                    Ok(())
+                }
                 Some(Emit::State) => {
                     let mut m = model_of(&file, &config, &printer)?;
                     passes::run_until(&mut m.graph, None).map_err(|e| fail(format!("internal compiler error: {e}")))?;
@@ -402,24 +455,44 @@ fn run(cli: Cli) -> Result<(), Reported> {
             Ok(())
         }
         Command::Run { file, weights, input, output, engine, mode, config, check_finite } => {
-            let Engine::Interp = engine;
             let mut m = model_of(&file, &config, &printer)?;
             let w = bind::weights(&m, checkpoint::read(&weights).map_err(fail)?).map_err(fail)?;
             let (dims, inputs) = bind::inputs(&m, checkpoint::read(&input).map_err(fail)?).map_err(fail)?;
-            let outputs = match mode {
-                Mode::Parallel => {
+            let outputs = match (engine, mode) {
+                (Engine::Interp, Mode::Parallel) => {
                     let bindings = interp::Bindings { dims: &dims, inputs: &inputs, weights: &w };
                     interp::run_with(&m.graph, &bindings, check_finite).map_err(fail)?
                 }
-                Mode::Step => {
+                (Engine::Interp, Mode::Step) => {
                     passes::run_until(&mut m.graph, None).map_err(|e| fail(format!("internal compiler error: {e}")))?;
                     run_steps(&m, &dims, &inputs, &w, check_finite)?
+                }
+                (Engine::Cpu, mode) => {
+                    let outs = compiled::run(m, &w, &inputs, mode == Mode::Step).map_err(fail)?;
+                    if check_finite {
+                        for (name, t) in &outs {
+                            if let Some(k) = t.data.iter().position(|v| !v.is_finite()) {
+                                return Err(fail(format!(
+                                    "output `{name}` is not finite at element {k}; `--engine interp --check-finite` names the op"
+                                )));
+                            }
+                        }
+                    }
+                    outs
                 }
             };
             let tensors: Vec<(String, DType, &Tensor)> =
                 outputs.iter().map(|(n, t)| (n.clone(), DType::F32, t)).collect();
             checkpoint::write(&output, &tensors).map_err(fail)?;
             Ok(())
+        }
+        Command::Bench { file, seq_len, batch, mode, config, weights, json, iters, profile } => {
+            let start = std::time::Instant::now();
+            let m = model_of(&file, &config, &printer)?;
+            let check_ms = start.elapsed().as_secs_f64() * 1e3;
+            let decode = mode == BenchMode::Decode;
+            bench::run(m, bench::Request { seq_len, batch, decode, weights, json, iters, check_ms, profile })
+                .map_err(fail)
         }
         Command::Explain { code } => {
             let wanted = code.trim().trim_start_matches(['E', 'e']).parse::<u16>().ok();

@@ -95,6 +95,7 @@ impl Program {
                 ptrs[b] = blocks[k].as_mut_ptr();
             }
             let p = |b: seqc_compiler::ir::kernel::BufId| ptrs[root(b.0 as usize)];
+            let timer = crate::profile::start();
             match launch {
                 Launch::Fill { buf, value } => {
                     let n = sizes[root(buf.0 as usize)];
@@ -112,6 +113,14 @@ impl Program {
                     let n = int(grid, &dims);
                     launch_grid(f, &bufs, &dims, n);
                 }
+            }
+            if let Some(t0) = timer {
+                let what = match launch {
+                    Launch::Kernel { kernel, .. } => m.kernels[*kernel].name.clone(),
+                    Launch::Gemm { .. } => "gemm".to_string(),
+                    Launch::Fill { .. } => "fill".to_string(),
+                };
+                crate::profile::record(what, t0);
             }
             for &b in &ends[at] {
                 if let Some(k) = block_of[b] {

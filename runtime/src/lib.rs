@@ -16,6 +16,7 @@
 //! Cranelift; dense products call `gemm`.
 
 mod exec;
+pub mod profile;
 mod state;
 
 pub use state::State;
@@ -142,6 +143,13 @@ impl Model {
     pub fn init_weights(mut self, seed: u64) -> Model {
         let w = seqc_compiler::init::init_weights(&self.checked, seed);
         self.weights = w.iter().map(|(k, t)| (k.clone(), t.data.iter().map(|&x| x as f32).collect())).collect();
+        self
+    }
+
+    /// Sets weights already checked against the declarations (by the caller),
+    /// flat and row-major, by checkpoint name.
+    pub fn with_weights(mut self, weights: HashMap<String, Vec<f32>>) -> Model {
+        self.weights = weights;
         self
     }
 

@@ -208,6 +208,11 @@ impl<'a, 'b> Gen<'a, 'b> {
                     self.b.def_var(v, zero);
                     self.counted_loop(v, end, body);
                 }
+                Stmt::Let { var, value } => {
+                    let x = self.expr(value);
+                    let v = self.var(var.0);
+                    self.b.def_var(v, x);
+                }
                 Stmt::Set { reg, value } => {
                     let x = self.expr(value);
                     let r = self.reg(reg.0);

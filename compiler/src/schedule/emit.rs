@@ -477,14 +477,16 @@ pub fn generic(
     // Grid point g -> row indices, last varying fastest.
     let mut grid = Expr::Int(1);
     let mut stride = Expr::Int(1);
+    let mut body = Vec::new();
     for &v in rows.iter().rev() {
         let extent = em.dim(&gen.vars[v as usize].extent)?;
         let at = Expr::int(IntOp::Rem, Expr::int(IntOp::Div, Expr::Var(Var(0)), stride.clone()), extent.clone());
-        em.bind(v, at);
+        let var = em.var();
+        body.push(Stmt::Let { var, value: at });
+        em.bind(v, Expr::Var(var));
         stride = Expr::mul(stride, extent.clone());
         grid = Expr::mul(grid, extent);
     }
-    let mut body = Vec::new();
     em.hoist(&gen.body, &mut body)?;
     let result_vars: Vec<u32> = (0..rank).collect();
     let out_shape: Vec<Dim> = gen.vars[..gen.rank].iter().map(|v| v.extent.clone()).collect();
@@ -501,66 +503,153 @@ pub fn generic(
     Ok((body, grid, em.next_var, em.next_reg))
 }
 
+/// How a scan is laid out: see [`scan_layout`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct ScanLayout {
+    /// The leading state axes whose slices evolve independently (every statement
+    /// reads and writes its own slice): the grid runs over them.
+    pub independent: usize,
+    /// For each statement (updates, then outputs), the loop indices that walk
+    /// the independent axes.
+    pub slice_vars: Vec<Vec<u32>>,
+    /// Each state is updated by one statement reading only its own element, so
+    /// it can be updated in place (else two slots, swapped by step parity).
+    pub in_place: bool,
+}
+
+/// The independent axes of a scan's states and whether it updates in place.
+pub fn scan_layout(scan: &ScanOp) -> ScanLayout {
+    let stmts: Vec<&crate::ir::ops::ScanStmt> = scan.updates.iter().chain(&scan.outputs).collect();
+    let reads = |st: &crate::ir::ops::ScanStmt| {
+        let mut out: Vec<(u32, Vec<Scalar>)> = Vec::new();
+        let mut grab = |e: &Scalar| {
+            if let Scalar::State { state, indices } = e {
+                out.push((*state, indices.clone()));
+            }
+        };
+        st.body.visit(&mut grab);
+        if let Some(c) = &st.cond {
+            c.visit(&mut grab);
+        }
+        out
+    };
+    let max = scan.states.iter().map(|s| s.shape.len()).min().unwrap_or(0);
+    let mut best = ScanLayout { independent: 0, slice_vars: vec![Vec::new(); stmts.len()], in_place: false };
+    'width: for p in (1..=max).rev() {
+        // Every state has the same extents on the independent axes.
+        if scan.states.iter().any(|s| s.shape[..p] != scan.states[0].shape[..p]) {
+            continue;
+        }
+        let mut slice_vars = Vec::new();
+        for (i, st) in stmts.iter().enumerate() {
+            let is_update = i < scan.updates.len();
+            let state_reads = reads(st);
+            let vars: Vec<u32> = if is_update {
+                st.left[..p].to_vec()
+            } else {
+                let Some((_, first)) = state_reads.first() else { continue 'width };
+                let vars: Option<Vec<u32>> =
+                    first[..p].iter().map(|x| if let Scalar::Index(v) = x { Some(*v) } else { None }).collect();
+                match vars {
+                    Some(v) if v.iter().all(|x| st.left.contains(x)) => v,
+                    _ => continue 'width,
+                }
+            };
+            let own =
+                state_reads.iter().all(|(_, idx)| idx[..p].iter().zip(&vars).all(|(x, v)| *x == Scalar::Index(*v)));
+            if !own {
+                continue 'width;
+            }
+            slice_vars.push(vars);
+        }
+        best = ScanLayout { independent: p, slice_vars, in_place: false };
+        break;
+    }
+    let single_updates =
+        (0..scan.states.len()).all(|k| scan.updates.iter().filter(|u| u.target as usize == k).count() == 1);
+    best.in_place = single_updates
+        && scan.updates.iter().all(|u| {
+            reads(u).iter().all(|(k, idx)| {
+                *k == u.target
+                    && idx.len() == u.left.len()
+                    && idx.iter().zip(&u.left).all(|(x, v)| *x == Scalar::Index(*v))
+            })
+        });
+    best
+}
+
 /// The body of a scan kernel. Parameters: the operands, the results, then one
-/// buffer per state holding two slots (this step's and the next), swapped by the
-/// parity of the step. With `batch` the grid runs over axis 0 of every state and
-/// result (independent sequences), else it has one point.
+/// buffer per state: one slot updated in place, or two (this step's and the
+/// next) swapped by the parity of the step. The grid runs over the independent
+/// slices of the states (`scan_layout`); each grid point runs every step of its
+/// slice.
 pub fn scan(
     dims: &[String],
     scan: &ScanOp,
     params: Vec<Param>,
     n_operands: usize,
-    n_results: usize,
-    batch: bool,
+    layout: &ScanLayout,
 ) -> Result<(Vec<Stmt>, Expr, u32, u32), ScheduleError> {
     let mut em = Emitter::new(dims, &scan.vars, params, None);
+    let n_results = em.params.len() - n_operands - scan.states.len();
     let state_param = |k: usize| (n_operands + n_results + k) as u32;
     let sizes: Vec<Expr> = scan.states.iter().map(|s| em.product(&s.shape)).collect::<Result<_, _>>()?;
-    let grid = if batch { em.dim(&scan.states[0].shape[0])? } else { Expr::Int(1) };
+    let p = layout.independent;
+    // Grid point -> index on each independent axis, the last varying fastest.
+    let mut slice: Vec<Expr> = vec![Expr::Int(0); p];
+    let mut grid = Expr::Int(1);
     let mut body = Vec::new();
-    // The batch index of a statement is its first left index.
-    let split = |left: &[u32]| if batch { (Some(left[0]), left[1..].to_vec()) } else { (None, left.to_vec()) };
+    if let Some(first) = scan.states.first() {
+        let mut stride = Expr::Int(1);
+        for a in (0..p).rev() {
+            let extent = em.dim(&first.shape[a])?;
+            let var = em.var();
+            let at = Expr::int(IntOp::Rem, Expr::int(IntOp::Div, Expr::Var(Var(0)), stride.clone()), extent.clone());
+            body.push(Stmt::Let { var, value: at });
+            slice[a] = Expr::Var(var);
+            stride = Expr::mul(stride, extent.clone());
+            grid = Expr::mul(grid, extent);
+        }
+    }
 
     // Slot 0 starts from the initial value.
     for (k, st) in scan.states.iter().enumerate() {
-        let shape = st.shape.clone();
-        let mut flat = Vec::new();
-        // Plain loops over the state's shape (no op index is involved).
         let mut loops: Vec<(Var, Expr)> = Vec::new();
-        for (a, d) in shape.iter().enumerate() {
-            if !(batch && a == 0) {
+        let mut offset = Expr::Int(0);
+        for (a, d) in st.shape.iter().enumerate() {
+            let at = if a < p {
+                slice[a].clone()
+            } else {
                 let var = em.var();
                 loops.push((var, em.dim(d)?));
-            }
-        }
-        let mut offset = Expr::Int(0);
-        let mut it = loops.iter();
-        for (a, d) in shape.iter().enumerate() {
-            let at =
-                if batch && a == 0 { Expr::Var(Var(0)) } else { Expr::Var(it.next().expect("one loop per axis").0) };
+                Expr::Var(var)
+            };
             offset = Expr::add(Expr::mul(offset, em.dim(d)?), at);
         }
         let value = match st.init {
             StateInit::Const(v) => Expr::Float(v),
             StateInit::Operand(o) => {
-                let p = em.operand_params[o as usize];
-                if em.params[p as usize].shape != st.shape {
+                let param = em.operand_params[o as usize];
+                if em.params[param as usize].shape != st.shape {
                     return Err(err(format!("scan state `{}` starts from a tensor of another shape", st.name)));
                 }
-                Expr::Load { param: p, index: Box::new(offset.clone()) }
+                Expr::Load { param, index: Box::new(offset.clone()) }
             }
         };
-        flat.push(Stmt::Store { param: state_param(k), index: offset, value });
+        let mut code = vec![Stmt::Store { param: state_param(k), index: offset, value }];
         for (var, extent) in loops.into_iter().rev() {
-            flat = vec![Stmt::For { var, extent, kind: LoopKind::Serial, body: flat }];
+            code = vec![Stmt::For { var, extent, kind: LoopKind::Serial, body: code }];
         }
-        body.extend(flat);
+        body.extend(code);
     }
 
     let step_var = em.var();
-    let two = |e: Expr| Expr::int(IntOp::Rem, e, Expr::Int(2));
-    let now = two(Expr::Var(step_var));
-    let next = two(Expr::add(Expr::Var(step_var), Expr::Int(1)));
+    let (now, next) = if layout.in_place {
+        (Expr::Int(0), Expr::Int(0))
+    } else {
+        let two = |e: Expr| Expr::int(IntOp::Rem, e, Expr::Int(2));
+        (two(Expr::Var(step_var)), two(Expr::add(Expr::Var(step_var), Expr::Int(1))))
+    };
     em.bind(scan.axis, Expr::Var(step_var));
     let mut steps = Vec::new();
     let reads = |em: &mut Emitter, slot: &Expr| {
@@ -569,65 +658,52 @@ pub fn scan(
         em.states =
             (0..scan.states.len()).map(|k| (state_param(k), Expr::mul(slot.clone(), sizes[k].clone()))).collect();
     };
-    // Updates read this step's slot and write the next.
-    reads(&mut em, &now);
-    for (k, _) in scan.states.iter().enumerate() {
+    for (k, st) in scan.states.iter().enumerate() {
         if !scan.updates.iter().any(|u| u.target as usize == k) {
-            return Err(err(format!("scan state `{}` is never updated", scan.states[k].name)));
+            return Err(err(format!("scan state `{}` is never updated", st.name)));
         }
     }
-    for st in &scan.updates {
-        let k = st.target as usize;
-        let (b, rest) = split(&st.left);
-        if let Some(b) = b {
-            em.bind(b, Expr::Var(Var(0)));
+    let stmts: Vec<(usize, &crate::ir::ops::ScanStmt)> =
+        scan.updates.iter().map(|u| (0, u)).chain(scan.outputs.iter().map(|o| (1, o))).collect();
+    reads(&mut em, &now);
+    for (i, (kind, st)) in stmts.into_iter().enumerate() {
+        if kind == 1 && i == scan.updates.len() {
+            // Outputs read the new states.
+            reads(&mut em, &next);
+        }
+        let fixed = &layout.slice_vars[i];
+        for (a, v) in fixed.iter().enumerate() {
+            em.bind(*v, slice[a].clone());
         }
         em.cond = st.cond.as_ref();
-        let shape = scan.states[k].shape.clone();
+        let rest: Vec<u32> = st.left.iter().copied().filter(|v| !fixed.contains(v) && *v != scan.axis).collect();
         let left = st.left.clone();
-        let base = Expr::mul(next.clone(), sizes[k].clone());
+        let (param, shape, base) = if kind == 0 {
+            let k = st.target as usize;
+            (state_param(k), scan.states[k].shape.clone(), Expr::mul(next.clone(), sizes[k].clone()))
+        } else {
+            let r = (n_operands + st.target as usize) as u32;
+            (r, em.params[r as usize].shape.clone(), Expr::Int(0))
+        };
+        let target = st.target;
         em.hoist(&st.body, &mut steps)?;
         em.nest(&rest, &mut steps, &mut |em, out| {
             let mut v = em.value(&st.body, out)?;
             if let Some(c) = em.result_cond(&left, out)? {
-                let old = em.value(
-                    &Scalar::State { state: k as u32, indices: left.iter().map(|&v| Scalar::Index(v)).collect() },
-                    out,
-                )?;
-                v = Expr::select(c, v, old);
+                let otherwise = if kind == 0 {
+                    let own = left.iter().map(|&v| Scalar::Index(v)).collect();
+                    em.value(&Scalar::State { state: target, indices: own }, out)?
+                } else {
+                    Expr::Float(0.0)
+                };
+                v = Expr::select(c, v, otherwise);
             }
             let index = Expr::add(base.clone(), em.store_offset(&shape, &left)?);
-            out.push(Stmt::Store { param: state_param(k), index, value: v });
+            out.push(Stmt::Store { param, index, value: v });
             Ok(())
         })?;
-        if let Some(b) = b {
-            em.unbind(b);
-        }
-    }
-    // Outputs read the new states.
-    reads(&mut em, &next);
-    for st in &scan.outputs {
-        let result = (n_operands + st.target as usize) as u32;
-        let (b, rest) = split(&st.left);
-        if let Some(b) = b {
-            em.bind(b, Expr::Var(Var(0)));
-        }
-        em.cond = st.cond.as_ref();
-        let rest: Vec<u32> = rest.into_iter().filter(|&v| v != scan.axis).collect();
-        let shape = em.params[result as usize].shape.clone();
-        let left = st.left.clone();
-        em.hoist(&st.body, &mut steps)?;
-        em.nest(&rest, &mut steps, &mut |em, out| {
-            let mut v = em.value(&st.body, out)?;
-            if let Some(c) = em.result_cond(&left, out)? {
-                v = Expr::select(c, v, Expr::Float(0.0));
-            }
-            let index = em.store_offset(&shape, &left)?;
-            out.push(Stmt::Store { param: result, index, value: v });
-            Ok(())
-        })?;
-        if let Some(b) = b {
-            em.unbind(b);
+        for v in fixed {
+            em.unbind(*v);
         }
     }
     let extent = em.dim(&scan.vars[scan.axis as usize].extent)?;

@@ -11,9 +11,8 @@ pub mod decompose;
 mod emit;
 
 use crate::ir::kernel::{BufId, Buffer, Expr, Kernel, KernelModule, Launch, Role, Var};
-use crate::ir::ops::ScanOp;
-use crate::ir::{Graph, Op, Scalar, ValueId};
-use crate::sema::types::{Dim, TensorTy};
+use crate::ir::{Graph, Op, ValueId};
+use crate::sema::types::Dim;
 use emit::Param;
 
 /// A graph the scheduler cannot handle (a compiler limitation, named).
@@ -141,16 +140,16 @@ impl Scheduler<'_> {
                 values.extend(&node.results);
                 let mut params = self.params(&values);
                 params.extend(scan.states.iter().map(|s| Param { shape: s.shape.clone() }));
-                let batch = batch_parallel(scan, &node.results.iter().map(|r| self.g.ty(*r)).collect::<Vec<_>>());
-                let (body, grid, vars, regs) =
-                    emit::scan(&self.m.dims, scan, params, node.operands.len(), node.results.len(), batch)?;
+                let layout = emit::scan_layout(scan);
+                let (body, grid, vars, regs) = emit::scan(&self.m.dims, scan, params, node.operands.len(), &layout)?;
                 for r in &node.results {
                     self.define(*r, Role::Temp);
                 }
                 let mut args: Vec<BufId> = values.iter().map(|v| self.buf(*v)).collect();
                 for st in &scan.states {
-                    // Two slots: this step's states and the next.
-                    let size = Expr::mul(Expr::Int(2), self.size(&st.shape));
+                    // Two slots (this step's states and the next) unless in place.
+                    let slots = if layout.in_place { 1 } else { 2 };
+                    let size = Expr::mul(Expr::Int(slots), self.size(&st.shape));
                     args.push(self.new_buffer(format!("{origin}:{}", st.name), size, Role::Temp));
                 }
                 let n = args.len();
@@ -175,26 +174,4 @@ impl Scheduler<'_> {
         self.m.kernels.push(Kernel { name, params, grid_var: Var(0), body, vars, regs });
         self.m.launches.push(Launch::Kernel { kernel: self.m.kernels.len() - 1, grid, args });
     }
-}
-
-/// Whether a scan's sequences (axis 0 of its states and results, the first index
-/// of each statement) are independent, so its grid can run over them.
-fn batch_parallel(scan: &ScanOp, results: &[&TensorTy]) -> bool {
-    let is_batch = |d: &Dim| matches!(d, Dim::Sym(s) if &**s == "B");
-    let states_ok = scan.states.iter().all(|s| s.shape.first().is_some_and(is_batch));
-    let results_ok = results.iter().all(|t| t.shape.first().is_some_and(is_batch));
-    let stmts_ok = scan.updates.iter().chain(&scan.outputs).all(|st| {
-        let Some(&b) = st.left.first() else { return false };
-        let own_row = |e: &Scalar| match e {
-            Scalar::State { indices, .. } => matches!(indices.first(), Some(Scalar::Index(v)) if *v == b),
-            _ => true,
-        };
-        let reads_own = |e: &Scalar| {
-            let mut ok = true;
-            e.visit(&mut |x| ok &= own_row(x));
-            ok
-        };
-        is_batch(&scan.vars[b as usize].extent) && reads_own(&st.body) && st.cond.as_ref().is_none_or(reads_own)
-    });
-    states_ok && results_ok && stmts_ok
 }

@@ -98,6 +98,7 @@ impl Frame<'_> {
                         self.block(body);
                     }
                 }
+                Stmt::Let { var, value } => self.vars[var.0 as usize] = self.int(value),
                 Stmt::Set { reg, value } => self.regs[reg.0 as usize] = self.float(value),
                 Stmt::Store { param, index, value } => {
                     let (i, v) = (self.int(index) as usize, self.float(value));

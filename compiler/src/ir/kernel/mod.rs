@@ -98,6 +98,12 @@ pub enum Stmt {
         kind: LoopKind,
         body: Vec<Stmt>,
     },
+    /// `var = value`: an index computed once where it is set (a grid point's
+    /// coordinates), read below.
+    Let {
+        var: Var,
+        value: Expr,
+    },
     /// `reg = value`.
     Set {
         reg: Reg,

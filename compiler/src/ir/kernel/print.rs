@@ -81,6 +81,9 @@ fn block(out: &mut String, stmts: &[Stmt], dims: &[String], depth: usize) {
                 block(out, body, dims, depth + 1);
                 let _ = writeln!(out, "{pad}}}");
             }
+            Stmt::Let { var, value } => {
+                let _ = writeln!(out, "{pad}v{} = {}", var.0, expr(value, dims));
+            }
             Stmt::Set { reg, value } => {
                 let _ = writeln!(out, "{pad}r{} = {}", reg.0, expr(value, dims));
             }

@@ -1,0 +1,34 @@
+//! `seqc run` on the compiled CPU path: the runtime crate, with the checked
+//! tensors converted to and from the interpreter's f64 type the files are read as.
+
+use seqc_compiler::ir::interp::Tensor;
+use seqc_compiler::sema::CheckedModel;
+use seqc_runtime::Model;
+use std::collections::HashMap;
+
+fn f32s(t: &Tensor) -> seqc_runtime::Tensor {
+    seqc_runtime::Tensor::new(t.shape.clone(), t.data.iter().map(|&x| x as f32).collect())
+}
+
+/// Runs `m` on checked weights and inputs; `step` runs position by position.
+pub fn run(
+    m: CheckedModel,
+    weights: &HashMap<String, Tensor>,
+    inputs: &HashMap<String, Tensor>,
+    step: bool,
+) -> Result<Vec<(String, Tensor)>, String> {
+    let order: Vec<String> = m.inputs.iter().map(|io| io.name.clone()).collect();
+    let model = Model::from_checked(m)
+        .map_err(|e| e.to_string())?
+        .with_weights(weights.iter().map(|(k, t)| (k.clone(), t.data.iter().map(|&x| x as f32).collect())).collect());
+    let ins: Vec<(&str, seqc_runtime::Tensor)> = order.iter().map(|n| (n.as_str(), f32s(&inputs[n]))).collect();
+    let outs = if step {
+        let batch = ins.first().map_or(1, |(_, t)| t.shape[0]);
+        let mut state = model.new_state(batch).map_err(|e| e.to_string())?;
+        model.forward_from(&mut state, &ins)
+    } else {
+        model.forward(&ins)
+    }
+    .map_err(|e| e.to_string())?;
+    Ok(outs.into_iter().map(|(n, t)| (n, Tensor::new(t.shape, t.data.into_iter().map(f64::from).collect()))).collect())
+}
