@@ -19,6 +19,9 @@ pub struct Program {
 /// The memory a run reads: by buffer role name (inputs, weights, states).
 pub trait Source {
     fn get(&self, role: &Role) -> Option<&[f32]>;
+    /// Whether a weight is held transposed (`[in, out]`, the layout `gemm` reads
+    /// fastest as a right-hand side).
+    fn transposed(&self, role: &Role) -> bool;
 }
 
 /// Buffer pointers shared by the threads of one launch; each grid point writes
@@ -28,6 +31,35 @@ unsafe impl Send for Pointers {}
 unsafe impl Sync for Pointers {}
 
 impl Program {
+    /// Weights read only as the right-hand side of products: the runtime may
+    /// hold them transposed.
+    pub fn gemm_only_weights(&self) -> Vec<(String, usize, usize)> {
+        let m = &self.module;
+        let mut in_kernels = std::collections::HashSet::new();
+        let mut in_gemm: Vec<(usize, &seqc_compiler::ir::kernel::Expr, &seqc_compiler::ir::kernel::Expr)> = Vec::new();
+        for l in &m.launches {
+            match l {
+                Launch::Kernel { args, .. } => in_kernels.extend(args.iter().map(|b| b.0 as usize)),
+                Launch::Gemm { a, b, bias, n, k, .. } => {
+                    in_kernels.insert(a.0 as usize);
+                    in_kernels.extend(bias.map(|x| x.0 as usize));
+                    in_gemm.push((b.0 as usize, n, k));
+                }
+                Launch::Fill { .. } => {}
+            }
+        }
+        let mut out = Vec::new();
+        for (b, n, k) in in_gemm {
+            if let (Role::Weight(name), false) = (&m.buffers[b].role, in_kernels.contains(&b)) {
+                let (n, k) = (int(n, &[]) as usize, int(k, &[]) as usize);
+                if !out.iter().any(|(x, _, _)| x == name) {
+                    out.push((name.clone(), n, k));
+                }
+            }
+        }
+        out
+    }
+
     /// Runs every launch; returns the outputs, then the next states, with their
     /// element counts.
     pub fn run(&self, dims: &HashMap<&str, usize>, source: &dyn Source) -> Result<Vec<Vec<f32>>, String> {
@@ -104,8 +136,9 @@ impl Program {
                 }
                 Launch::Gemm { m: rows, n, k, a, b, bias, c } => {
                     let (rows, n, k) = (int(rows, &dims) as usize, int(n, &dims) as usize, int(k, &dims) as usize);
+                    let b_t = source.transposed(&m.buffers[root(b.0 as usize)].role);
                     // SAFETY: sizes come from the module; c is a temp distinct from a, b.
-                    unsafe { gemm_nt(rows, n, k, p(*a), p(*b), bias.map(|x| p(x) as *const f32), p(*c)) };
+                    unsafe { gemm_nt(rows, n, k, p(*a), p(*b), b_t, bias.map(|x| p(x) as *const f32), p(*c)) };
                 }
                 Launch::Kernel { kernel, grid, args } => {
                     let f = self.code.kernels[*kernel];
@@ -117,7 +150,9 @@ impl Program {
             if let Some(t0) = timer {
                 let what = match launch {
                     Launch::Kernel { kernel, .. } => m.kernels[*kernel].name.clone(),
-                    Launch::Gemm { .. } => "gemm".to_string(),
+                    Launch::Gemm { m: rows, n, k, .. } => {
+                        format!("gemm {}x{}x{}", int(rows, &dims), int(n, &dims), int(k, &dims))
+                    }
                     Launch::Fill { .. } => "fill".to_string(),
                 };
                 crate::profile::record(what, t0);
@@ -157,12 +192,23 @@ fn launch_grid(f: seqc_cranelift::KernelFn, bufs: &Pointers, dims: &[i64], n: i6
     (0..pieces).into_par_iter().for_each(|i| call(n * i / pieces, n * (i + 1) / pieces));
 }
 
-/// `c[m, n] = a[m, k] * b[n, k]^T (+ bias[n])`, all row-major.
+/// `c[m, n] = a[m, k] * b[n, k]^T (+ bias[n])`, all row-major; `b_t`: `b` is
+/// held as `[k, n]`.
 ///
 /// # Safety
 /// The pointers hold `m * k`, `n * k`, `n` and `m * n` elements; `c` overlaps
 /// none of the others.
-unsafe fn gemm_nt(m: usize, n: usize, k: usize, a: *const f32, b: *const f32, bias: Option<*const f32>, c: *mut f32) {
+#[allow(clippy::too_many_arguments)]
+unsafe fn gemm_nt(
+    m: usize,
+    n: usize,
+    k: usize,
+    a: *const f32,
+    b: *const f32,
+    b_t: bool,
+    bias: Option<*const f32>,
+    c: *mut f32,
+) {
     if m == 0 || n == 0 {
         return;
     }
@@ -177,8 +223,10 @@ unsafe fn gemm_nt(m: usize, n: usize, k: usize, a: *const f32, b: *const f32, bi
     };
     let threads = rayon::current_num_threads();
     let par = if m * n * k < 64 * 64 * 64 { gemm::Parallelism::None } else { gemm::Parallelism::Rayon(threads) };
+    // rhs[kk, j] = b[j, kk]: column stride k, row stride 1; or b_t[kk, j].
+    let (rhs_cs, rhs_rs) = if b_t { (1, n as isize) } else { (k as isize, 1) };
     gemm::gemm(
-        m, n, k, c, 1, n as isize, read_dst, a, 1, k as isize, b, k as isize, 1, 1.0f32, 1.0f32, false, false, false,
+        m, n, k, c, 1, n as isize, read_dst, a, 1, k as isize, b, rhs_cs, rhs_rs, 1.0f32, 1.0f32, false, false, false,
         par,
     );
 }

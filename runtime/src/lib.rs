@@ -86,6 +86,9 @@ pub struct Model {
     parallel: Program,
     step: OnceLock<Result<Program, String>>,
     weights: HashMap<String, Vec<f32>>,
+    /// Weights held as `[in, out]` (read only by products; `gemm` reads that
+    /// layout fastest).
+    transposed: std::collections::HashSet<String>,
 }
 
 fn compile_graph(g: &seqc_compiler::ir::Graph) -> Result<Program, String> {
@@ -117,7 +120,14 @@ impl Model {
         let mut graph = checked.graph.clone();
         seqc_compiler::passes::run_until(&mut graph, None).map_err(Error::Compiler)?;
         let parallel = compile_graph(&graph).map_err(Error::Compiler)?;
-        Ok(Model { checked, graph, parallel, step: OnceLock::new(), weights: HashMap::new() })
+        Ok(Model {
+            checked,
+            graph,
+            parallel,
+            step: OnceLock::new(),
+            weights: HashMap::new(),
+            transposed: Default::default(),
+        })
     }
 
     /// The checked model: declarations, weight table, graph as lowered.
@@ -132,23 +142,45 @@ impl Model {
 
     /// Loads weights from a safetensors file (f32, f16 or bf16), checked against
     /// the model's declarations by name, shape and dtype.
-    pub fn load_weights(mut self, path: impl AsRef<Path>) -> Result<Model, Error> {
+    pub fn load_weights(self, path: impl AsRef<Path>) -> Result<Model, Error> {
         let stored = seqc_compiler::checkpoint::read(path.as_ref()).map_err(|e| Error::Weights(e.to_string()))?;
         let bound = seqc_compiler::bind::weights(&self.checked, stored).map_err(|e| Error::Weights(e.to_string()))?;
-        self.weights = bound.iter().map(|(k, t)| (k.clone(), t.data.iter().map(|&x| x as f32).collect())).collect();
-        Ok(self)
+        let weights = bound.iter().map(|(k, t)| (k.clone(), t.data.iter().map(|&x| x as f32).collect())).collect();
+        Ok(self.with_weights(weights))
     }
 
     /// Sets the weights from each declaration's `init`, deterministically for a seed.
-    pub fn init_weights(mut self, seed: u64) -> Model {
+    pub fn init_weights(self, seed: u64) -> Model {
         let w = seqc_compiler::init::init_weights(&self.checked, seed);
-        self.weights = w.iter().map(|(k, t)| (k.clone(), t.data.iter().map(|&x| x as f32).collect())).collect();
-        self
+        let weights = w.iter().map(|(k, t)| (k.clone(), t.data.iter().map(|&x| x as f32).collect())).collect();
+        self.with_weights(weights)
     }
 
     /// Sets weights already checked against the declarations (by the caller),
     /// flat and row-major, by checkpoint name.
-    pub fn with_weights(mut self, weights: HashMap<String, Vec<f32>>) -> Model {
+    pub fn with_weights(mut self, mut weights: HashMap<String, Vec<f32>>) -> Model {
+        // Both modes must agree on the layout: transpose a weight only if the
+        // step program also reads it only in products.
+        let step_only = match self.step_program() {
+            Ok(p) => p.gemm_only_weights(),
+            Err(_) => Vec::new(),
+        };
+        self.transposed.clear();
+        for (name, n, k) in self.parallel.gemm_only_weights() {
+            if !step_only.iter().any(|(s, _, _)| *s == name) {
+                continue;
+            }
+            if let Some(w) = weights.get_mut(&name) {
+                let mut t = vec![0f32; w.len()];
+                for (r, row) in w.chunks(k).enumerate().take(n) {
+                    for (c, x) in row.iter().enumerate() {
+                        t[c * n + r] = *x;
+                    }
+                }
+                *w = t;
+                self.transposed.insert(name);
+            }
+        }
         self.weights = weights;
         self
     }
@@ -202,7 +234,7 @@ impl Model {
     pub fn forward(&self, inputs: &[(&str, Tensor)]) -> Result<Vec<(String, Tensor)>, Error> {
         let (dims, data) = self.bind_inputs(inputs)?;
         let dims: HashMap<&str, usize> = dims.iter().map(|(k, v)| (k.as_str(), *v)).collect();
-        let source = Bound { inputs: &data, weights: &self.weights, states: None };
+        let source = Bound { inputs: &data, weights: &self.weights, transposed: &self.transposed, states: None };
         let outs = self.parallel.run(&dims, &source).map_err(Error::Compiler)?;
         Ok(self.named_outputs(outs, &dims))
     }
@@ -254,7 +286,7 @@ impl Model {
             return Err(Error::Input(format!("the state holds {} sequences, the inputs {}", state.batch, dims["B"])));
         }
         let run_dims = HashMap::from([("B", state.batch), ("T", state.position), ("P", state.position + 1)]);
-        let source = Bound { inputs: &data, weights: &self.weights, states: Some(state) };
+        let source = Bound { inputs: &data, weights: &self.weights, transposed: &self.transposed, states: Some(state) };
         let mut outs = program.run(&run_dims, &source).map_err(Error::Compiler)?;
         let next = outs.split_off(program.module.outputs.len());
         state.advance(&program.module, next);
@@ -312,6 +344,7 @@ fn join(parts: &[Tensor]) -> Tensor {
 struct Bound<'a> {
     inputs: &'a HashMap<String, Vec<f32>>,
     weights: &'a HashMap<String, Vec<f32>>,
+    transposed: &'a std::collections::HashSet<String>,
     states: Option<&'a State>,
 }
 
@@ -323,5 +356,9 @@ impl Source for Bound<'_> {
             Role::State { name, .. } => self.states?.get(name),
             Role::Temp | Role::Alias(_) => None,
         }
+    }
+
+    fn transposed(&self, role: &Role) -> bool {
+        matches!(role, Role::Weight(n) if self.transposed.contains(n))
     }
 }

@@ -11,6 +11,7 @@
 //! the host's f64 implementations, rounded once.
 
 mod math;
+mod simd;
 
 use cranelift_codegen::ir::condcodes::{FloatCC, IntCC};
 use cranelift_codegen::ir::{types, AbiParam, FuncRef, InstBuilder, MemFlagsData, Value};
@@ -18,7 +19,7 @@ use cranelift_codegen::settings::{self, Configurable};
 use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext, Variable};
 use cranelift_jit::{JITBuilder, JITModule};
 use cranelift_module::{default_libcall_names, FuncId, Linkage, Module};
-use seqc_compiler::ir::kernel::{CmpOp, Expr, IntOp, Kernel, KernelModule, Stmt, Ty};
+use seqc_compiler::ir::kernel::{CmpOp, Expr, IntOp, Kernel, KernelModule, LoopKind, Stmt, Ty};
 use seqc_compiler::ir::ScalarFn;
 use std::collections::HashMap;
 
@@ -129,7 +130,7 @@ fn define_all(
 }
 
 /// Code generation of one kernel.
-struct Gen<'a, 'b> {
+pub(crate) struct Gen<'a, 'b> {
     b: &'a mut FunctionBuilder<'b>,
     vars: HashMap<u32, Variable>,
     regs: HashMap<u32, Variable>,
@@ -137,6 +138,9 @@ struct Gen<'a, 'b> {
     dims: Vec<Value>,
     host: HashMap<&'static str, FuncRef>,
     flags: MemFlagsData,
+    /// Loop indices read as a given value instead of their variable (a gather
+    /// computes one lane's address at a time).
+    overrides: HashMap<u32, Value>,
 }
 
 impl<'a, 'b> Gen<'a, 'b> {
@@ -154,7 +158,16 @@ impl<'a, 'b> Gen<'a, 'b> {
         let flags = MemFlagsData::trusted();
         let buffers = (0..k.params).map(|p| b.ins().load(ptr, flags, params[0], (8 * p) as i32)).collect();
         let dims = (0..n_dims).map(|d| b.ins().load(types::I64, flags, params[1], (8 * d) as i32)).collect();
-        let mut g = Gen { b, vars: HashMap::new(), regs: HashMap::new(), buffers, dims, host, flags };
+        let mut g = Gen {
+            b,
+            vars: HashMap::new(),
+            regs: HashMap::new(),
+            buffers,
+            dims,
+            host,
+            flags,
+            overrides: HashMap::new(),
+        };
         // The grid loop over lo..hi.
         let grid = g.var(k.grid_var.0);
         g.b.def_var(grid, params[2]);
@@ -201,6 +214,10 @@ impl<'a, 'b> Gen<'a, 'b> {
     fn block(&mut self, stmts: &[Stmt]) {
         for s in stmts {
             match s {
+                Stmt::For { var, extent, body, kind: LoopKind::Vector(4) } => {
+                    let end = self.expr(extent);
+                    self.vector_loop(*var, end, body);
+                }
                 Stmt::For { var, extent, body, .. } => {
                     let end = self.expr(extent);
                     let v = self.var(var.0);
@@ -248,6 +265,9 @@ impl<'a, 'b> Gen<'a, 'b> {
             Expr::Int(v) => self.b.ins().iconst(types::I64, *v),
             Expr::Float(v) => self.b.ins().f32const(*v as f32),
             Expr::Var(v) => {
+                if let Some(x) = self.overrides.get(&v.0) {
+                    return *x;
+                }
                 let x = self.var(v.0);
                 self.b.use_var(x)
             }

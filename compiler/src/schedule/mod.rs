@@ -165,12 +165,14 @@ impl Scheduler<'_> {
         &mut self,
         name: String,
         params: usize,
-        body: Vec<crate::ir::kernel::Stmt>,
+        mut body: Vec<crate::ir::kernel::Stmt>,
         grid: Expr,
         vars: u32,
         regs: u32,
         args: Vec<BufId>,
     ) {
+        // Four f32 lanes: what every CPU backend has (128-bit vectors).
+        crate::ir::kernel::vector::mark(&mut body, 4);
         self.m.kernels.push(Kernel { name, params, grid_var: Var(0), body, vars, regs });
         self.m.launches.push(Launch::Kernel { kernel: self.m.kernels.len() - 1, grid, args });
     }

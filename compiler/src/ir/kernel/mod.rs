@@ -15,6 +15,7 @@
 
 pub mod eval;
 pub mod print;
+pub mod vector;
 
 use crate::ir::ScalarFn;
 

@@ -1,0 +1,269 @@
+//! `Vector(4)` loops as `f32x4` code: the scheduler marked them
+//! (`kernel::vector`), so their bodies are stores of lane-wise values and
+//! accumulations. Four lanes run per iteration, the remainder in a scalar tail.
+
+use crate::{math, Gen};
+use cranelift_codegen::ir::condcodes::{FloatCC, IntCC};
+use cranelift_codegen::ir::{types, Endianness, InstBuilder, MemFlagsData, Value};
+use seqc_compiler::ir::kernel::vector::{accumulation, stride};
+use seqc_compiler::ir::kernel::{CmpOp, Expr, Stmt, Ty, Var};
+use seqc_compiler::ir::ScalarFn;
+
+const LANES: i64 = 4;
+
+/// A value in a vector loop: the same for every lane, or one per lane.
+#[derive(Clone, Copy)]
+enum Lanes {
+    Uniform(Value),
+    Vector(Value),
+}
+
+fn unaligned() -> MemFlagsData {
+    MemFlagsData::new().with_notrap()
+}
+
+fn lane_order() -> MemFlagsData {
+    MemFlagsData::new().with_endianness(Endianness::Little)
+}
+
+impl Gen<'_, '_> {
+    pub(crate) fn vector_loop(&mut self, var: Var, end: Value, body: &[Stmt]) {
+        let v = self.var(var.0);
+        let zero = self.b.ins().iconst(types::I64, 0);
+        self.b.def_var(v, zero);
+        let main_end = self.b.ins().band_imm_s(end, !(LANES - 1));
+        // One vector accumulator per reduction, starting at the op's identity.
+        let mut accs = Vec::new();
+        for s in body {
+            if let Some((reg, op, _)) = accumulation(s) {
+                let identity = match op {
+                    ScalarFn::Max => f32::NEG_INFINITY,
+                    ScalarFn::Min => f32::INFINITY,
+                    _ => 0.0,
+                };
+                let acc = self.b.declare_var(types::F32X4);
+                let c = self.b.ins().f32const(identity);
+                let splat = self.b.ins().splat(types::F32X4, c);
+                self.b.def_var(acc, splat);
+                accs.push((reg, op, acc));
+            }
+        }
+        let (header, inner, exit) = (self.b.create_block(), self.b.create_block(), self.b.create_block());
+        self.b.ins().jump(header, &[]);
+        self.b.switch_to_block(header);
+        let i = self.b.use_var(v);
+        let more = self.b.ins().icmp(IntCC::SignedLessThan, i, main_end);
+        self.b.ins().brif(more, inner, &[], exit, &[]);
+        self.b.switch_to_block(inner);
+        let mut k = 0;
+        for s in body {
+            match s {
+                Stmt::Store { param, index, value } => {
+                    let x = self.lanes(value, var);
+                    let x = self.widen(x);
+                    let addr = self.address(*param, index);
+                    self.b.ins().store(unaligned(), x, addr, 0);
+                }
+                Stmt::Set { .. } => {
+                    let (_, op, e) = accumulation(s).expect("marked loops accumulate");
+                    let x = self.lanes(e, var);
+                    let x = self.widen(x);
+                    let acc = accs[k].2;
+                    k += 1;
+                    let a = self.b.use_var(acc);
+                    let y = self.combine(op, a, x);
+                    self.b.def_var(acc, y);
+                }
+                _ => unreachable!("marked loops hold stores and accumulations"),
+            }
+        }
+        let i = self.b.use_var(v);
+        let next = self.b.ins().iadd_imm_s(i, LANES);
+        self.b.def_var(v, next);
+        self.b.ins().jump(header, &[]);
+        self.b.switch_to_block(exit);
+        // Fold the lanes into the scalar accumulators, then the tail.
+        for (reg, op, acc) in accs {
+            let a = self.b.use_var(acc);
+            let r = self.reg(reg.0);
+            let mut total = self.b.use_var(r);
+            for lane in 0..LANES as u8 {
+                let x = self.b.ins().extractlane(a, lane);
+                total = self.combine(op, total, x);
+            }
+            self.b.def_var(r, total);
+        }
+        self.counted_loop(v, end, body);
+    }
+
+    /// `a op b` for sum, max and min, on scalars or vectors alike.
+    fn combine(&mut self, op: ScalarFn, a: Value, b: Value) -> Value {
+        match op {
+            ScalarFn::Add => self.b.ins().fadd(a, b),
+            ScalarFn::Max => self.pick_f(FloatCC::GreaterThan, a, b),
+            _ => self.pick_f(FloatCC::LessThan, a, b),
+        }
+    }
+
+    /// `a cc b ? a : b`.
+    fn pick_f(&mut self, cc: FloatCC, a: Value, b: Value) -> Value {
+        let m = self.b.ins().fcmp(cc, a, b);
+        if self.b.func.dfg.value_type(a).is_vector() {
+            let m = self.b.ins().bitcast(types::F32X4, lane_order(), m);
+            self.b.ins().bitselect(m, a, b)
+        } else {
+            self.b.ins().select(m, a, b)
+        }
+    }
+
+    fn widen(&mut self, x: Lanes) -> Value {
+        match x {
+            Lanes::Vector(v) => v,
+            Lanes::Uniform(s) => self.b.ins().splat(types::F32X4, s),
+        }
+    }
+
+    /// A condition as an `f32x4` lane mask.
+    fn mask(&mut self, x: Lanes) -> Value {
+        match x {
+            Lanes::Vector(m) => m,
+            Lanes::Uniform(c) => {
+                let ones = self.b.ins().f32const(f32::from_bits(u32::MAX));
+                let zeros = self.b.ins().f32const(0.0);
+                let s = self.b.ins().select(c, ones, zeros);
+                self.b.ins().splat(types::F32X4, s)
+            }
+        }
+    }
+
+    fn lanes(&mut self, e: &Expr, var: Var) -> Lanes {
+        match e {
+            Expr::Load { param, index } => match stride(index, var) {
+                Some(0) => Lanes::Uniform(self.expr(e)),
+                Some(1) => {
+                    let addr = self.address(*param, index);
+                    Lanes::Vector(self.b.ins().load(types::F32X4, unaligned(), addr, 0))
+                }
+                _ => {
+                    // A gather: each lane's address with the index at its value.
+                    let iv = self.var(var.0);
+                    let i = self.b.use_var(iv);
+                    let zero = self.b.ins().f32const(0.0);
+                    let mut v = self.b.ins().splat(types::F32X4, zero);
+                    for lane in 0..LANES {
+                        let at = self.b.ins().iadd_imm_s(i, lane);
+                        self.overrides.insert(var.0, at);
+                        let x = self.expr(e);
+                        self.overrides.remove(&var.0);
+                        v = self.b.ins().insertlane(v, x, lane as u8);
+                    }
+                    Lanes::Vector(v)
+                }
+            },
+            Expr::Call(f, args) => {
+                let xs: Vec<Lanes> = args.iter().map(|a| self.lanes(a, var)).collect();
+                if let Some(s) = xs
+                    .iter()
+                    .map(|x| if let Lanes::Uniform(s) = x { Some(*s) } else { None })
+                    .collect::<Option<Vec<_>>>()
+                {
+                    return Lanes::Uniform(self.call(*f, &s));
+                }
+                let v: Vec<Value> = xs.into_iter().map(|x| self.widen(x)).collect();
+                Lanes::Vector(self.call_x4(*f, &v))
+            }
+            Expr::Cmp(op, a, b) if a.ty() == Ty::F32 => {
+                let (x, y) = (self.lanes(a, var), self.lanes(b, var));
+                if let (Lanes::Uniform(_), Lanes::Uniform(_)) = (x, y) {
+                    return Lanes::Uniform(self.expr(e));
+                }
+                let (x, y) = (self.widen(x), self.widen(y));
+                let cc = match op {
+                    CmpOp::Lt => FloatCC::LessThan,
+                    CmpOp::Le => FloatCC::LessThanOrEqual,
+                    CmpOp::Gt => FloatCC::GreaterThan,
+                    CmpOp::Ge => FloatCC::GreaterThanOrEqual,
+                    CmpOp::Eq => FloatCC::Equal,
+                    CmpOp::Ne => FloatCC::NotEqual,
+                };
+                let m = self.b.ins().fcmp(cc, x, y);
+                Lanes::Vector(self.b.ins().bitcast(types::F32X4, lane_order(), m))
+            }
+            Expr::And(a, b) | Expr::Or(a, b) => {
+                let (x, y) = (self.lanes(a, var), self.lanes(b, var));
+                if let (Lanes::Uniform(_), Lanes::Uniform(_)) = (x, y) {
+                    return Lanes::Uniform(self.expr(e));
+                }
+                let (x, y) = (self.mask(x), self.mask(y));
+                Lanes::Vector(if matches!(e, Expr::And(..)) { self.b.ins().band(x, y) } else { self.b.ins().bor(x, y) })
+            }
+            Expr::Not(a) => match self.lanes(a, var) {
+                Lanes::Uniform(_) => Lanes::Uniform(self.expr(e)),
+                Lanes::Vector(m) => Lanes::Vector(self.b.ins().bnot(m)),
+            },
+            Expr::Select(c, a, b) => {
+                let c = self.lanes(c, var);
+                let (x, y) = (self.lanes(a, var), self.lanes(b, var));
+                match (c, x, y) {
+                    (Lanes::Uniform(c), Lanes::Uniform(x), Lanes::Uniform(y)) => {
+                        Lanes::Uniform(self.b.ins().select(c, x, y))
+                    }
+                    (c, x, y) => {
+                        let (m, x, y) = (self.mask(c), self.widen(x), self.widen(y));
+                        Lanes::Vector(self.b.ins().bitselect(m, x, y))
+                    }
+                }
+            }
+            // Lane-independent by the marking's rules.
+            _ => Lanes::Uniform(self.expr(e)),
+        }
+    }
+
+    /// An element function on `f32x4` values.
+    fn call_x4(&mut self, f: ScalarFn, x: &[Value]) -> Value {
+        let splat = |g: &mut Self, v: f32| {
+            let s = g.b.ins().f32const(v);
+            g.b.ins().splat(types::F32X4, s)
+        };
+        match f {
+            ScalarFn::Add => self.b.ins().fadd(x[0], x[1]),
+            ScalarFn::Sub => self.b.ins().fsub(x[0], x[1]),
+            ScalarFn::Mul => self.b.ins().fmul(x[0], x[1]),
+            ScalarFn::Div => self.b.ins().fdiv(x[0], x[1]),
+            ScalarFn::Neg => self.b.ins().fneg(x[0]),
+            ScalarFn::Abs => self.b.ins().fabs(x[0]),
+            ScalarFn::Sqrt => self.b.ins().sqrt(x[0]),
+            ScalarFn::Rsqrt => {
+                let s = self.b.ins().sqrt(x[0]);
+                let one = splat(self, 1.0);
+                self.b.ins().fdiv(one, s)
+            }
+            ScalarFn::Max => self.pick_f(FloatCC::GreaterThan, x[0], x[1]),
+            ScalarFn::Min => self.pick_f(FloatCC::LessThan, x[0], x[1]),
+            ScalarFn::Relu => {
+                let zero = splat(self, 0.0);
+                self.pick_f(FloatCC::GreaterThan, x[0], zero)
+            }
+            ScalarFn::Exp => math::exp_x4(self.b, x[0]),
+            ScalarFn::Sigmoid | ScalarFn::Silu => {
+                let neg = self.b.ins().fneg(x[0]);
+                let e = math::exp_x4(self.b, neg);
+                let one = splat(self, 1.0);
+                let den = self.b.ins().fadd(one, e);
+                let num = if f == ScalarFn::Silu { x[0] } else { one };
+                self.b.ins().fdiv(num, den)
+            }
+            other => {
+                // Lane by lane through the scalar path.
+                let zero = self.b.ins().f32const(0.0);
+                let mut out = self.b.ins().splat(types::F32X4, zero);
+                for lane in 0..LANES as u8 {
+                    let args: Vec<Value> = x.iter().map(|v| self.b.ins().extractlane(*v, lane)).collect();
+                    let y = self.call(other, &args);
+                    out = self.b.ins().insertlane(out, y, lane);
+                }
+                out
+            }
+        }
+    }
+}
