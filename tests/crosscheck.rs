@@ -1,7 +1,8 @@
 //! Cross-checks against implementations we did not write: candle-transformers'
 //! Mamba (state-spaces layout, one token at a time) and Llama (Hugging Face
 //! layout), on the same weights, against `dsl-examples/mamba.seq` and
-//! `dsl-examples/transformer.seq` run by the reference interpreter.
+//! `dsl-examples/transformer.seq` run by the reference interpreter and by the
+//! compiled CPU path (the runtime, parallel and step mode).
 
 use candle_core::{DType, Device, Tensor as CTensor};
 use candle_nn::VarBuilder;
@@ -31,6 +32,21 @@ fn shared_weights(m: &CheckedModel, seed: u64) -> (HashMap<String, Tensor>, Hash
     (ours, theirs)
 }
 
+/// The compiled CPU path's logits on the same weights: whole sequence, then
+/// one position at a time.
+fn compiled(m: &CheckedModel, weights: &HashMap<String, Tensor>, inputs: &HashMap<String, Tensor>) -> (Vec<f64>, Vec<f64>) {
+    let model = seqc_runtime::Model::from_checked(m.clone())
+        .unwrap()
+        .with_weights(weights.iter().map(|(k, t)| (k.clone(), t.data.iter().map(|&x| x as f32).collect())).collect());
+    let tokens = &inputs["tokens"];
+    let t = seqc_runtime::Tensor::new(tokens.shape.clone(), tokens.data.iter().map(|&x| x as f32).collect());
+    let parallel = model.forward(&[("tokens", t.clone())]).unwrap().remove(0).1;
+    let mut state = model.new_state(1).unwrap();
+    let step = model.forward_from(&mut state, &[("tokens", t)]).unwrap().remove(0).1;
+    let wide = |v: Vec<f32>| v.into_iter().map(f64::from).collect();
+    (wide(parallel.data), wide(step.data))
+}
+
 fn relative_error(ours: &[f64], theirs: &[f32]) -> f64 {
     let scale = ours.iter().map(|v| v.abs()).fold(0.0, f64::max).max(1e-12);
     ours.iter().zip(theirs).map(|(a, b)| (a - *b as f64).abs()).fold(0.0, f64::max) / scale
@@ -50,16 +66,22 @@ fn mamba_matches_candle() {
     let vb = VarBuilder::from_tensors(theirs_w, DType::F32, &Device::Cpu);
     let candle = Model::new(&cfg, vb.pp("backbone")).unwrap();
     let mut state = State::new(1, &cfg, DType::F32, &Device::Cpu).unwrap();
-    let mut worst: f64 = 0.0;
+    let (parallel, step) = compiled(&m, &ours_w, &inputs);
+    let (mut worst, mut worst_compiled): (f64, f64) = (0.0, 0.0);
     for t in 0..len {
         let token = inputs["tokens"].data[t] as u32;
         let logits = candle.forward(&CTensor::new(&[token], &Device::Cpu).unwrap(), &mut state).unwrap();
         let theirs: Vec<f32> = logits.flatten_all().unwrap().to_vec1().unwrap();
         let row = &ours.data[t * vocab..(t + 1) * vocab];
         worst = worst.max(relative_error(row, &theirs));
+        for logits in [&parallel, &step] {
+            let e = relative_error(&logits[t * vocab..(t + 1) * vocab], &theirs);
+            worst_compiled = worst_compiled.max(e);
+        }
     }
-    eprintln!("mamba: max relative difference to candle-transformers over {len} positions: {worst:e}");
+    eprintln!("mamba: max relative difference to candle-transformers over {len} positions: {worst:e} (interpreter), {worst_compiled:e} (compiled)");
     assert!(worst < 1e-4, "mamba differs from candle-transformers by {worst:e}");
+    assert!(worst_compiled < 1e-4, "compiled mamba differs from candle-transformers by {worst_compiled:e}");
 }
 
 #[test]
@@ -96,7 +118,8 @@ fn llama_matches_candle() {
     let vb = VarBuilder::from_tensors(theirs_w, DType::F32, &Device::Cpu);
     let candle = Llama::load(vb, &cfg).unwrap();
     let tokens: Vec<u32> = inputs["tokens"].data.iter().map(|&v| v as u32).collect();
-    let mut worst: f64 = 0.0;
+    let (parallel, step) = compiled(&m, &ours_w, &inputs);
+    let (mut worst, mut worst_compiled): (f64, f64) = (0.0, 0.0);
     // candle returns the last position's logits: run each prefix.
     for t in 0..len {
         let mut cache = Cache::new(false, DType::F32, &cfg, &Device::Cpu).unwrap();
@@ -105,7 +128,11 @@ fn llama_matches_candle() {
         let theirs: Vec<f32> = logits.flatten_all().unwrap().to_vec1().unwrap();
         let row = &ours.data[t * vocab..(t + 1) * vocab];
         worst = worst.max(relative_error(row, &theirs));
+        for logits in [&parallel, &step] {
+            worst_compiled = worst_compiled.max(relative_error(&logits[t * vocab..(t + 1) * vocab], &theirs));
+        }
     }
-    eprintln!("llama: max relative difference to candle-transformers over {len} positions: {worst:e}");
+    eprintln!("llama: max relative difference to candle-transformers over {len} positions: {worst:e} (interpreter), {worst_compiled:e} (compiled)");
     assert!(worst < 1e-4, "llama differs from candle-transformers by {worst:e}");
+    assert!(worst_compiled < 1e-4, "compiled llama differs from candle-transformers by {worst_compiled:e}");
 }
