@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The main job on a fresh machine: check an example model, make weights and random
-# inputs for it, and run it with the reference interpreter.
+# inputs for it, and run its compiled code, in parallel and in step mode.
 #
 #   scripts/run-example.sh [MODEL.seq] [CONFIG]
 #
@@ -18,4 +18,6 @@ seqc=target/release/seqc
     --random-input "$out/input.safetensors" --batch 1 --seq-len 32
 "$seqc" run "$model" --config "$config" --weights "$out/weights.safetensors" \
     --input "$out/input.safetensors" -o "$out/output.safetensors" --check-finite
-echo "ran $model: outputs in $out/output.safetensors"
+"$seqc" run "$model" --config "$config" --weights "$out/weights.safetensors" \
+    --input "$out/input.safetensors" -o "$out/output-step.safetensors" --mode step --check-finite
+echo "ran $model: outputs in $out/output.safetensors (parallel) and $out/output-step.safetensors (step)"

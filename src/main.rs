@@ -427,7 +427,11 @@ fn run(cli: Cli) -> Result<(), Reported> {
                         printer.diagnostics(&s, &[d]);
                         return Err(Reported);
                     }
-                    eprintln!("error: code generation is not built yet; only `--emit ast` is available");
+                    let what = match target {
+                        Target::Cpu => "ahead-of-time CPU artifacts (`-o DIR`) are not built yet; `--emit kernel|clif` prints the code and `seqc run` runs it",
+                        Target::Ptx | Target::Mlir => "the PTX and MLIR backends are not built yet; `--emit kernel` prints the kernel IR they will lower",
+                    };
+                    eprintln!("error: {what}");
                     Err(Reported)
                 }
             }

@@ -258,14 +258,71 @@ fn init_then_run() {
     ]);
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("missing input `tokens` (expected [B, L])"), "{}", stderr(&o));
-    // Step mode, one position at a time from the derived state, writes the same
-    // outputs to float rounding (both are f64 inside, f32 on disk).
-    let o = run("step.safetensors", &["--mode", "step"]);
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
-    let step = seqc_compiler::checkpoint::read(Path::new(&p("step.safetensors"))).unwrap();
-    let diff =
-        step[0].1.tensor.data.iter().zip(&tensors[0].1.tensor.data).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
-    assert!(diff < 1e-5, "step and parallel differ by {diff}");
+    // Step mode and the interpreter, in both modes, write the same outputs to
+    // float rounding (the compiled engine is f32 inside, the interpreter f64).
+    let scale = tensors[0].1.tensor.data.iter().fold(0f64, |m, v| m.max(v.abs()));
+    for (out, extra) in [
+        ("step.safetensors", &["--mode", "step"][..]),
+        ("interp.safetensors", &["--engine", "interp"][..]),
+        ("interp-step.safetensors", &["--engine", "interp", "--mode", "step"][..]),
+    ] {
+        let o = run(out, extra);
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+        let other = seqc_compiler::checkpoint::read(Path::new(&p(out))).unwrap();
+        let diff = other[0]
+            .1
+            .tensor
+            .data
+            .iter()
+            .zip(&tensors[0].1.tensor.data)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0, f64::max);
+        assert!(diff < 1e-4 * scale, "{extra:?} differs from the compiled parallel run by {diff}");
+    }
+}
+
+/// `seqc bench --json` prints one object with the documented fields, measured.
+#[test]
+fn bench_json() {
+    for mode in ["prefill", "decode"] {
+        let o = seqc(&[
+            "bench",
+            "dsl-examples/mamba.seq",
+            "--config",
+            "d_model=32,n_layer=1,vocab=64",
+            "--seq-len",
+            "8",
+            "--batch",
+            "2",
+            "--iters",
+            "1",
+            "--mode",
+            mode,
+            "--json",
+        ]);
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+        let v: serde_json::Value = serde_json::from_str(stdout(&o).trim()).unwrap();
+        for key in ["tokens_per_s", "ms_per_token", "peak_bytes", "compile_ms"] {
+            assert!(v[key].as_f64().is_some_and(|x| x > 0.0), "{mode}: `{key}` in {v}");
+        }
+        assert_eq!(v["mode"], mode);
+        assert_eq!(v["batch"], 2);
+    }
+    let o = seqc(&["bench", "dsl-examples/mamba.seq", "--seq-len", "0"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+}
+
+/// The kernel IR and the Cranelift IR print for both modes.
+#[test]
+fn emit_kernel_and_clif() {
+    let small = "d_model=16,n_layer=1,vocab=50,d_state=4";
+    for (emit, mode, needle) in
+        [("kernel", "parallel", "launches {"), ("kernel", "step", "state \""), ("clif", "parallel", "function")]
+    {
+        let o = seqc(&["compile", "dsl-examples/mamba.seq", "--config", small, "--emit", emit, "--mode", mode]);
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+        assert!(stdout(&o).contains(needle), "--emit {emit} --mode {mode}: {}", stdout(&o));
+    }
 }
 
 #[test]

@@ -34,7 +34,11 @@ fn shared_weights(m: &CheckedModel, seed: u64) -> (HashMap<String, Tensor>, Hash
 
 /// The compiled CPU path's logits on the same weights: whole sequence, then
 /// one position at a time.
-fn compiled(m: &CheckedModel, weights: &HashMap<String, Tensor>, inputs: &HashMap<String, Tensor>) -> (Vec<f64>, Vec<f64>) {
+fn compiled(
+    m: &CheckedModel,
+    weights: &HashMap<String, Tensor>,
+    inputs: &HashMap<String, Tensor>,
+) -> (Vec<f64>, Vec<f64>) {
     let model = seqc_runtime::Model::from_checked(m.clone())
         .unwrap()
         .with_weights(weights.iter().map(|(k, t)| (k.clone(), t.data.iter().map(|&x| x as f32).collect())).collect());
