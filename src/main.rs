@@ -15,6 +15,7 @@ use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+mod analyze;
 mod bench;
 mod compiled;
 
@@ -57,6 +58,12 @@ enum Engine {
     Cpu,
     /// The reference interpreter, f64.
     Interp,
+}
+
+#[derive(Clone, Copy, ValueEnum, PartialEq)]
+enum AnalyzeDtype {
+    F32,
+    Bf16,
 }
 
 #[derive(Clone, Copy, ValueEnum, PartialEq)]
@@ -180,6 +187,39 @@ enum Command {
         /// Print the time spent in each kernel.
         #[arg(long)]
         profile: bool,
+    },
+    /// Cost, memory and the SSM-or-attention decision, from the model itself.
+    Analyze {
+        /// The model (two with `--compare`).
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// Sequence lengths: `1024,4096,16384`.
+        #[arg(long, value_delimiter = ',', default_value = "1024,4096,16384")]
+        seq_len: Vec<usize>,
+        #[arg(long, default_value_t = 1)]
+        batch: usize,
+        #[arg(long, default_value = "")]
+        config: String,
+        #[arg(long, value_enum, default_value_t = AnalyzeDtype::F32)]
+        dtype: AnalyzeDtype,
+        /// Find the longest sequence and largest batch that fit: `24GiB`.
+        #[arg(long)]
+        memory_budget: Option<String>,
+        /// `cpu` (measured once, cached), `h200`, or a profile TOML file
+        /// (`name`, `peak_flops`, `bandwidth`).
+        #[arg(long, default_value = "cpu")]
+        device: String,
+        #[arg(long)]
+        json: bool,
+        /// Also print every count as an expression in `B` and `L`.
+        #[arg(long)]
+        symbolic: bool,
+        /// Write an SVG plot of time and memory against `L`.
+        #[arg(long)]
+        plot: Option<PathBuf>,
+        /// Compare two models side by side.
+        #[arg(long)]
+        compare: bool,
     },
     /// Explain a diagnostic code (`seqc explain E0321`).
     Explain { code: String },
@@ -498,6 +538,56 @@ fn run(cli: Cli) -> Result<(), Reported> {
             bench::run(m, bench::Request { seq_len, batch, decode, weights, json, iters, check_ms, profile })
                 .map_err(fail)
         }
+        Command::Analyze {
+            files,
+            seq_len,
+            batch,
+            config,
+            dtype,
+            memory_budget,
+            device,
+            json,
+            symbolic,
+            plot,
+            compare,
+        } => {
+            if compare != (files.len() == 2) || files.len() > 2 {
+                eprintln!("error: give one model, or two with `--compare`");
+                std::process::exit(2);
+            }
+            if seq_len.is_empty() || seq_len.contains(&0) || batch == 0 {
+                return Err(fail("`--seq-len` takes positive lengths and `--batch` a positive size"));
+            }
+            let budget = memory_budget.as_deref().map(analyze::parse_bytes).transpose().map_err(fail)?;
+            let bf16 = dtype == AnalyzeDtype::Bf16;
+            let req = analyze::Request { seq_lens: seq_len, batch, bf16, budget, device, json, symbolic, plot };
+            let profile = analyze::profile(&req.device, bf16).map_err(fail)?;
+            let mut analyses = Vec::new();
+            for f in &files {
+                analyses.push(analyze::Analysis::new(&model_of(f, &config, &printer)?, bf16).map_err(fail)?);
+            }
+            if let Some(path) = &req.plot {
+                analyze::plot(&analyses[0], &req, &profile, path).map_err(fail)?;
+            }
+            match (&analyses[..], req.json) {
+                ([a], true) => println!("{}", analyze::json(a, &req, &profile)),
+                ([a], false) => print!("{}", analyze::report(a, &req, &profile)),
+                ([a, b], true) => {
+                    println!(
+                        "{}",
+                        serde_json::json!([analyze::json(a, &req, &profile), analyze::json(b, &req, &profile)])
+                    )
+                }
+                ([a, b], false) => {
+                    print!("{}", analyze::compare(a, b, &req, &profile));
+                    for x in [a, b] {
+                        print!("\n{}", analyze::report(x, &req, &profile));
+                    }
+                }
+                _ => unreachable!("one or two files"),
+            }
+            Ok(())
+        }
         Command::Explain { code } => {
             let wanted = code.trim().trim_start_matches(['E', 'e']).parse::<u16>().ok();
             match diag::Code::ALL.iter().find(|c| Some(c.number()) == wanted) {
@@ -533,6 +623,13 @@ fn run(cli: Cli) -> Result<(), Reported> {
 }
 
 fn main() -> ExitCode {
+    // Like any Unix filter, stop quietly when the reader goes away
+    // (`seqc analyze ... | head`) instead of failing to print.
+    // SAFETY: restores the default action of a signal before any thread starts.
+    #[cfg(unix)]
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let cli = Cli::parse();
     // Deeply nested input is refused by limits, but the checker recurses: give it room.
     let worker = std::thread::Builder::new().stack_size(256 << 20).spawn(move || run(cli));

@@ -252,7 +252,7 @@ fn how_far(ix: &Scalar, pos: u32, window: Option<i64>) -> Option<Positions> {
 }
 
 /// `pos - j < w` (or `pos - j <= w - 1`) among a condition's conjuncts.
-fn window_of(cond: &Scalar, pos: u32, j: u32) -> Option<i64> {
+pub(crate) fn window_of(cond: &Scalar, pos: u32, j: u32) -> Option<i64> {
     match cond {
         Scalar::Apply(ScalarFn::And, a) => window_of(&a[0], pos, j).or_else(|| window_of(&a[1], pos, j)),
         Scalar::Apply(op @ (ScalarFn::Lt | ScalarFn::Le), a) => match (&a[0], &a[1]) {

@@ -84,6 +84,9 @@ pub struct CheckedModel {
     pub inputs: Vec<Io>,
     pub outputs: Vec<Io>,
     pub weights: Vec<WeightInfo>,
+    /// Every layer instance: its checkpoint path and the layer it instantiates
+    /// (`backbone.layers.0.mixer`, `mamba`); the graph's origins are these paths.
+    pub layers: Vec<(String, String)>,
 }
 
 /// What a checked file holds.
@@ -495,6 +498,18 @@ impl<'a> Checker<'a> {
             inputs: inputs.into_iter().map(|(io, ty)| Io { name: io.name.name.clone(), ty }).collect(),
             outputs: outputs.into_iter().map(|(io, ty)| Io { name: io.name.name.clone(), ty }).collect(),
             weights: std::mem::take(&mut self.weights),
+            layers: self
+                .instances
+                .iter()
+                .filter(|i| !i.path.is_empty())
+                .map(|i| {
+                    let kind = match &i.kind {
+                        LayerKind::Builtin(b) => b.name().to_string(),
+                        LayerKind::User(def) => def.name.name.clone(),
+                    };
+                    (i.path.clone(), kind)
+                })
+                .collect(),
         })
     }
 
