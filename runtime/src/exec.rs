@@ -144,7 +144,8 @@ impl Program {
                     let f = self.code.kernels[*kernel];
                     let bufs = Pointers(args.iter().map(|b| p(*b)).collect());
                     let n = int(grid, &dims);
-                    launch_grid(f, &bufs, &dims, n);
+                    let scratch = m.kernels[*kernel].scratch.as_ref().map(|s| int(s, &dims).max(1) as usize);
+                    launch_grid(f, &bufs, &dims, n, scratch);
                 }
             }
             if let Some(t0) = timer {
@@ -172,17 +173,27 @@ impl Program {
     }
 }
 
-/// Calls `f` over grid points `0..n`, in ranges spread over the thread pool.
-fn launch_grid(f: seqc_cranelift::KernelFn, bufs: &Pointers, dims: &[i64], n: i64) {
+/// Calls `f` over grid points `0..n`, in ranges spread over the thread pool;
+/// with `scratch`, each range gets its own buffer of that many elements (the
+/// kernel's last parameter), reused by the grid points it runs.
+fn launch_grid(f: seqc_cranelift::KernelFn, bufs: &Pointers, dims: &[i64], n: i64, scratch: Option<usize>) {
     if n <= 0 {
         return;
     }
     let threads = rayon::current_num_threads() as i64;
     let pieces = (threads * 4).min(n);
     let call = |lo: i64, hi: i64| {
+        let mut own = Vec::new();
+        let mut ptrs = bufs.0.clone();
+        if let Some(size) = scratch {
+            own = vec![0f32; size];
+            ptrs.push(own.as_mut_ptr());
+        }
         // SAFETY: the kernel reads and writes the buffers of its launch, within
-        // their sizes, and grid points write disjoint elements.
-        unsafe { f(bufs.0.as_ptr(), dims.as_ptr(), lo, hi) }
+        // their sizes, and grid points write disjoint elements; the scratch
+        // buffer is this range's alone.
+        unsafe { f(ptrs.as_ptr(), dims.as_ptr(), lo, hi) };
+        drop(own);
     };
     if pieces <= 1 {
         call(0, n);

@@ -156,7 +156,8 @@ impl<'a, 'b> Gen<'a, 'b> {
         b.switch_to_block(entry);
         let params = b.block_params(entry).to_vec();
         let flags = MemFlagsData::trusted();
-        let buffers = (0..k.params).map(|p| b.ins().load(ptr, flags, params[0], (8 * p) as i32)).collect();
+        let n_buffers = k.params + usize::from(k.scratch.is_some());
+        let buffers = (0..n_buffers).map(|p| b.ins().load(ptr, flags, params[0], (8 * p) as i32)).collect();
         let dims = (0..n_dims).map(|d| b.ins().load(types::I64, flags, params[1], (8 * d) as i32)).collect();
         let mut g = Gen {
             b,

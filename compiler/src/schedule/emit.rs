@@ -36,6 +36,9 @@ pub struct Emitter<'a> {
     cond: Option<&'a Scalar>,
     /// Reductions computed so far in the enclosing scopes.
     cache: Vec<(Scalar, Reg)>,
+    /// Subexpressions computed for every value of an index into a scratch
+    /// parameter: the expression, the index, the parameter.
+    rows: Vec<(Scalar, u32, u32)>,
     pub next_var: u32,
     pub next_reg: u32,
 }
@@ -55,6 +58,7 @@ impl<'a> Emitter<'a> {
             states: Vec::new(),
             cond,
             cache: Vec::new(),
+            rows: Vec::new(),
             next_var: 1, // v0 is the grid variable
             next_reg: 0,
         }
@@ -105,13 +109,41 @@ impl<'a> Emitter<'a> {
         out: &mut Vec<Stmt>,
         inner: &mut dyn FnMut(&mut Self, &mut Vec<Stmt>) -> Result<(), ScheduleError>,
     ) -> Result<(), ScheduleError> {
+        self.nest_within(vars, false, out, inner)
+    }
+
+    /// Like `nest`; with `bounded`, each loop covers only the range the op's
+    /// condition allows (a causal key index up to the query's, a window's last
+    /// `w` positions), so masked points cost no iterations.
+    fn nest_within(
+        &mut self,
+        vars: &[u32],
+        bounded: bool,
+        out: &mut Vec<Stmt>,
+        inner: &mut dyn FnMut(&mut Self, &mut Vec<Stmt>) -> Result<(), ScheduleError>,
+    ) -> Result<(), ScheduleError> {
         let Some((&v, rest)) = vars.split_first() else { return inner(self, out) };
         let var = self.var();
-        let extent = self.dim(&self.loop_vars[v as usize].extent.clone())?;
-        self.bind(v, Expr::Var(var));
+        let mut extent = self.dim(&self.loop_vars[v as usize].extent.clone())?;
+        let mut start = None;
+        if bounded {
+            let (lo, hi) = self.bounds(v, out)?;
+            if let Some(hi) = hi {
+                extent = Expr::int(IntOp::Min, extent, hi);
+            }
+            if let Some(lo) = lo {
+                let lo = Expr::int(IntOp::Max, lo, Expr::Int(0));
+                extent = Expr::int(IntOp::Max, Expr::int(IntOp::Sub, extent, lo.clone()), Expr::Int(0));
+                start = Some(lo);
+            }
+        }
+        match start {
+            Some(lo) => self.bind(v, Expr::add(lo, Expr::Var(var))),
+            None => self.bind(v, Expr::Var(var)),
+        }
         let saved = self.cache.len();
         let mut body = Vec::new();
-        let r = self.nest(rest, &mut body, inner);
+        let r = self.nest_within(rest, bounded, &mut body, inner);
         self.cache.truncate(saved);
         self.unbind(v);
         r?;
@@ -119,12 +151,65 @@ impl<'a> Emitter<'a> {
         Ok(())
     }
 
+    /// Bounds on loop index `v` from the condition's conjuncts whose other
+    /// indices are bound: `v <= x` (end `x + 1`), `x - v < w` (start `x - w + 1`),
+    /// `v + y >= z` (start `z - y`).
+    fn bounds(&mut self, v: u32, out: &mut Vec<Stmt>) -> Result<(Option<Expr>, Option<Expr>), ScheduleError> {
+        let Some(cond) = self.cond else { return Ok((None, None)) };
+        let mut conjuncts = Vec::new();
+        fn split<'c>(c: &'c Scalar, out: &mut Vec<&'c Scalar>) {
+            match c {
+                Scalar::Apply(ScalarFn::And, a) => {
+                    split(&a[0], out);
+                    split(&a[1], out);
+                }
+                other => out.push(other),
+            }
+        }
+        split(cond, &mut conjuncts);
+        let bound = self.bound_set();
+        let usable = |x: &Scalar| is_integer(x) && free_vars(x).iter().all(|u| *u != v && bound.contains(u));
+        let is_v = |x: &Scalar| matches!(x, Scalar::Index(u) if *u == v);
+        let (mut lo, mut hi): (Option<Expr>, Option<Expr>) = (None, None);
+        let tighter =
+            |old: Option<Expr>, new: Expr, op: IntOp| Some(old.map_or(new.clone(), |o| Expr::int(op, o, new)));
+        for c in conjuncts {
+            let Scalar::Apply(f, a) = c else { continue };
+            match (f, &a[0], &a[1]) {
+                (ScalarFn::Le, x, y) if is_v(x) && usable(y) => {
+                    let e = Expr::add(self.index(y, out)?, Expr::Int(1));
+                    hi = tighter(hi, e, IntOp::Min);
+                }
+                (ScalarFn::Lt, x, y) if is_v(x) && usable(y) => {
+                    let e = self.index(y, out)?;
+                    hi = tighter(hi, e, IntOp::Min);
+                }
+                (ScalarFn::Lt | ScalarFn::Le, Scalar::Apply(ScalarFn::Sub, d), Scalar::Const(w))
+                    if is_v(&d[1]) && usable(&d[0]) =>
+                {
+                    // x - v < w: v >= x - w + 1; x - v <= w: v >= x - w.
+                    let back = if *f == ScalarFn::Lt { *w as i64 - 1 } else { *w as i64 };
+                    let e = Expr::int(IntOp::Sub, self.index(&d[0], out)?, Expr::Int(back));
+                    lo = tighter(lo, e, IntOp::Max);
+                }
+                (ScalarFn::Ge, Scalar::Apply(ScalarFn::Add, s), z) if is_v(&s[0]) && usable(&s[1]) && usable(z) => {
+                    let e = Expr::int(IntOp::Sub, self.index(z, out)?, self.index(&s[1], out)?);
+                    lo = tighter(lo, e, IntOp::Max);
+                }
+                _ => {}
+            }
+        }
+        Ok((lo, hi))
+    }
+
     /// Computes, into registers, every reduction in `e` that depends only on
     /// indices bound now, so the loops inside reuse them.
     pub fn hoist(&mut self, e: &Scalar, out: &mut Vec<Stmt>) -> Result<(), ScheduleError> {
         let bound = self.bound_set();
         let mut found = Vec::new();
-        hoistable(e, &bound, &mut found);
+        // What a scratch row holds is read, not recomputed: nothing in it is hoisted.
+        let e = without(e, &self.rows);
+        hoistable(&e, &bound, &mut found);
         for r in found {
             if !self.cache.iter().any(|(s, _)| *s == r) {
                 let reg = self.reduction(&r, out)?;
@@ -202,7 +287,7 @@ impl<'a> Emitter<'a> {
             out.push(Stmt::Set { reg: count, value: Expr::Float(0.0) });
         }
         let op = *op;
-        self.nest(vars, out, &mut |em, out| {
+        self.nest_within(vars, true, out, &mut |em, out| {
             let cond = em.cond_over(vars, out)?;
             let mut point = Vec::new();
             em.hoist(body, &mut point)?;
@@ -322,6 +407,10 @@ impl<'a> Emitter<'a> {
 
     /// A value (`f32`).
     pub fn value(&mut self, e: &Scalar, out: &mut Vec<Stmt>) -> Result<Expr, ScheduleError> {
+        if let Some((_, j, param)) = self.rows.iter().find(|(x, _, _)| x == e) {
+            let at = self.bound[*j as usize].clone().ok_or_else(|| err("a scratch row read outside its index"))?;
+            return Ok(Expr::Load { param: *param, index: Box::new(at) });
+        }
         let flag = |c: Expr| Expr::select(c, Expr::Float(1.0), Expr::Float(0.0));
         let truth = |x: Expr| Expr::cmp(CmpOp::Ne, x, Expr::Float(0.0));
         Ok(match e {
@@ -389,6 +478,55 @@ impl<'a> Emitter<'a> {
         let reg = self.reduction(r, out)?;
         self.cache.push((r.clone(), reg));
         Ok(Expr::Reg(reg))
+    }
+}
+
+/// `e` with the subexpressions held in scratch rows replaced by 0.
+fn without(e: &Scalar, rows: &[(Scalar, u32, u32)]) -> Scalar {
+    if rows.iter().any(|(x, _, _)| x == e) {
+        return Scalar::Const(0.0);
+    }
+    match e {
+        Scalar::Apply(f, a) => Scalar::Apply(*f, a.iter().map(|x| without(x, rows)).collect()),
+        Scalar::Select(c, a, b) => {
+            Scalar::Select(Box::new(without(c, rows)), Box::new(without(a, rows)), Box::new(without(b, rows)))
+        }
+        Scalar::Reduce { op, vars, body } => {
+            Scalar::Reduce { op: *op, vars: vars.clone(), body: Box::new(without(body, rows)) }
+        }
+        other => other.clone(),
+    }
+}
+
+/// A subexpression worth a scratch row: inside a reduction over one index `j`
+/// that depends on the inner result index `e`, the largest term free of `e`
+/// that depends on `j` and does reduction work itself (attention's
+/// probabilities, whose scores would otherwise be recomputed for every `e`).
+fn row_candidate(e: &Scalar, inner: u32) -> Option<(u32, Scalar)> {
+    fn costly(x: &Scalar) -> bool {
+        x.any(&|y| matches!(y, Scalar::Reduce { .. }))
+    }
+    fn largest(x: &Scalar, j: u32, inner: u32) -> Option<Scalar> {
+        let free = free_vars(x);
+        if !free.contains(&inner) && free.contains(&j) && costly(x) {
+            return Some(x.clone());
+        }
+        match x {
+            Scalar::Apply(_, a) => a.iter().find_map(|y| largest(y, j, inner)),
+            Scalar::Select(c, a, b) => [c, a, b].into_iter().find_map(|y| largest(y, j, inner)),
+            _ => None,
+        }
+    }
+    match e {
+        Scalar::Reduce { op, vars, body }
+            if *op != ReduceOp::Softmax && vars.len() == 1 && free_vars(e).contains(&inner) =>
+        {
+            largest(body, vars[0], inner).map(|x| (vars[0], x)).or_else(|| row_candidate(body, inner))
+        }
+        Scalar::Reduce { body, .. } => row_candidate(body, inner),
+        Scalar::Apply(_, a) => a.iter().find_map(|y| row_candidate(y, inner)),
+        Scalar::Select(c, a, b) => [c, a, b].into_iter().find_map(|y| row_candidate(y, inner)),
+        _ => None,
     }
 }
 
@@ -464,11 +602,11 @@ fn hoistable(e: &Scalar, bound: &BTreeSet<u32>, out: &mut Vec<Scalar>) {
 
 /// The body of a generic kernel: parameters are the operands, then the result.
 /// The grid covers every result axis but the last, which is a loop inside.
-pub fn generic(
-    dims: &[String],
-    gen: &Generic,
-    params: Vec<Param>,
-) -> Result<(Vec<Stmt>, Expr, u32, u32), ScheduleError> {
+/// The body of a generic kernel: its statements, grid, variables, registers,
+/// and the scratch row each grid point needs, if any.
+pub type GenericKernel = (Vec<Stmt>, Expr, u32, u32, Option<Expr>);
+
+pub fn generic(dims: &[String], gen: &Generic, params: Vec<Param>) -> Result<GenericKernel, ScheduleError> {
     let result = params.len() as u32 - 1;
     let mut em = Emitter::new(dims, &gen.vars, params, gen.cond.as_ref());
     let rank = gen.rank as u32;
@@ -487,6 +625,23 @@ pub fn generic(
         stride = Expr::mul(stride, extent.clone());
         grid = Expr::mul(grid, extent);
     }
+    // Terms free of the inner result index, per value of a reduction index:
+    // computed once per grid point into its scratch row.
+    let mut scratch = None;
+    if let Some((j, x)) = inner.first().and_then(|&e| row_candidate(&gen.body, e)) {
+        let param = result + 1;
+        let extent = gen.vars[j as usize].extent.clone();
+        em.params.push(Param { shape: vec![extent.clone()] });
+        em.hoist(&x, &mut body)?;
+        em.nest(&[j], &mut body, &mut |em, out| {
+            let v = em.value(&x, out)?;
+            let at = em.bound[j as usize].clone().expect("bound by the loop");
+            out.push(Stmt::Store { param, index: at, value: v });
+            Ok(())
+        })?;
+        em.rows.push((x, j, param));
+        scratch = Some(em.dim(&extent)?);
+    }
     em.hoist(&gen.body, &mut body)?;
     let result_vars: Vec<u32> = (0..rank).collect();
     let out_shape: Vec<Dim> = gen.vars[..gen.rank].iter().map(|v| v.extent.clone()).collect();
@@ -500,7 +655,7 @@ pub fn generic(
         out.push(Stmt::Store { param: result, index, value: v });
         Ok(())
     })?;
-    Ok((body, grid, em.next_var, em.next_reg))
+    Ok((body, grid, em.next_var, em.next_reg, scratch))
 }
 
 /// How a scan is laid out: see [`scan_layout`].

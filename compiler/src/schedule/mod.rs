@@ -130,10 +130,13 @@ impl Scheduler<'_> {
             Op::Generic(gen) | Op::Attention(gen) => {
                 let mut values = node.operands.clone();
                 values.push(r0);
-                let (body, grid, vars, regs) = emit::generic(&self.m.dims, gen, self.params(&values))?;
+                let (body, grid, vars, regs, scratch) = emit::generic(&self.m.dims, gen, self.params(&values))?;
                 self.define(r0, Role::Temp);
                 let args = values.iter().map(|v| self.buf(*v)).collect();
                 self.kernel(format!("{} {origin}", node.op.name()), values.len(), body, grid, vars, regs, args);
+                if let Some(k) = self.m.kernels.last_mut() {
+                    k.scratch = scratch;
+                }
             }
             Op::Scan(scan) => {
                 let mut values = node.operands.clone();
@@ -173,7 +176,7 @@ impl Scheduler<'_> {
     ) {
         // Four f32 lanes: what every CPU backend has (128-bit vectors).
         crate::ir::kernel::vector::mark(&mut body, 4);
-        self.m.kernels.push(Kernel { name, params, grid_var: Var(0), body, vars, regs });
+        self.m.kernels.push(Kernel { name, params, grid_var: Var(0), body, vars, regs, scratch: None });
         self.m.launches.push(Launch::Kernel { kernel: self.m.kernels.len() - 1, grid, args });
     }
 }

@@ -64,6 +64,11 @@ pub fn run(m: &KernelModule, dims: &[i64], mem: &mut Memory) {
                     })
                     .collect();
                 let mut bufs: Vec<Vec<f32>> = ids.iter().map(|&i| std::mem::take(&mut mem.buffers[i])).collect();
+                let mut map = map;
+                if let Some(size) = &kern.scratch {
+                    bufs.push(vec![0.0; int(size, dims).max(1) as usize]);
+                    map.push(bufs.len() - 1);
+                }
                 let mut vars = vec![0i64; kern.vars as usize + 1];
                 let mut regs = vec![0f32; kern.regs as usize];
                 for g in 0..int(grid, dims) {
@@ -74,6 +79,7 @@ pub fn run(m: &KernelModule, dims: &[i64], mem: &mut Memory) {
                 for (&i, b) in ids.iter().zip(bufs) {
                     mem.buffers[i] = b;
                 }
+                let _ = map;
             }
         }
     }

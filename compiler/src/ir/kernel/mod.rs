@@ -71,6 +71,11 @@ pub struct Kernel {
     /// Loop variables and registers used (for backends that preallocate).
     pub vars: u32,
     pub regs: u32,
+    /// Elements of a buffer private to each grid point, passed as parameter
+    /// `params` (after the launch's buffers): a row of attention probabilities.
+    /// Its scope is the grid point: CPU threads get one each, a GPU block keeps
+    /// it in shared or local memory; it is never in the launch plan.
+    pub scratch: Option<Expr>,
 }
 
 /// An `i64` loop variable.
