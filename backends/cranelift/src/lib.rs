@@ -349,27 +349,36 @@ impl<'a, 'b> Gen<'a, 'b> {
         }
     }
 
-    /// Floored division and Euclidean remainder; a constant positive divisor
-    /// (the common case: sizes) needs only a fix-up for negative dividends.
+    /// Euclidean division and remainder (`0 <= r < |y|`; for positive divisors,
+    /// the floor), as the interpreter computes index arithmetic.
     fn floor_div(&mut self, op: IntOp, x: Value, y: Value, divisor: &Expr) -> Value {
         if let Expr::Int(d) = divisor {
             if *d == 0 {
                 return self.b.ins().iconst(types::I64, 0);
             }
+            // A positive power of two: an arithmetic shift floors, a mask is the
+            // Euclidean remainder (two's complement), and neither can trap, so
+            // they stay cheap inside loops (`h / 2` for grouped heads).
+            if *d > 0 && d.count_ones() == 1 {
+                return match op {
+                    IntOp::Div => self.b.ins().sshr_imm_s(x, i64::from(d.trailing_zeros())),
+                    _ => self.b.ins().band_imm_s(x, d - 1),
+                };
+            }
         }
         let q = self.b.ins().sdiv(x, y);
         let r = self.b.ins().srem(x, y);
         let zero = self.b.ins().iconst(types::I64, 0);
-        // r != 0 and sign(r) != sign(y): step toward -inf.
-        let nonzero = self.b.ins().icmp(IntCC::NotEqual, r, zero);
+        // A negative truncated remainder moves the quotient one step away from
+        // the divisor's sign.
         let r_neg = self.b.ins().icmp(IntCC::SignedLessThan, r, zero);
         let y_neg = self.b.ins().icmp(IntCC::SignedLessThan, y, zero);
-        let differ = self.b.ins().bxor(r_neg, y_neg);
-        let adjust = self.b.ins().band(nonzero, differ);
         match op {
             IntOp::Div => {
-                let q1 = self.b.ins().iadd_imm_s(q, -1);
-                self.b.ins().select(adjust, q1, q)
+                let down = self.b.ins().iadd_imm_s(q, -1);
+                let up = self.b.ins().iadd_imm_s(q, 1);
+                let step = self.b.ins().select(y_neg, up, down);
+                self.b.ins().select(r_neg, step, q)
             }
             _ => {
                 // Euclidean: 0 <= r < |y|.

@@ -137,6 +137,7 @@ impl<'a> Emitter<'a> {
                 start = Some(lo);
             }
         }
+        let outer = self.bound[v as usize].take();
         match start {
             Some(lo) => self.bind(v, Expr::add(lo, Expr::Var(var))),
             None => self.bind(v, Expr::Var(var)),
@@ -145,7 +146,7 @@ impl<'a> Emitter<'a> {
         let mut body = Vec::new();
         let r = self.nest_within(rest, bounded, &mut body, inner);
         self.cache.truncate(saved);
-        self.unbind(v);
+        self.bound[v as usize] = outer;
         r?;
         out.push(Stmt::For { var, extent, kind: LoopKind::Serial, body });
         Ok(())
@@ -208,8 +209,8 @@ impl<'a> Emitter<'a> {
         let bound = self.bound_set();
         let mut found = Vec::new();
         // What a scratch row holds is read, not recomputed: nothing in it is hoisted.
-        let e = without(e, &self.rows);
-        hoistable(&e, &bound, &mut found);
+        let rows: Vec<Scalar> = self.rows.iter().map(|(x, _, _)| x.clone()).collect();
+        hoistable(e, &bound, &rows, &mut found);
         for r in found {
             if !self.cache.iter().any(|(s, _)| *s == r) {
                 let reg = self.reduction(&r, out)?;
@@ -407,6 +408,9 @@ impl<'a> Emitter<'a> {
 
     /// A value (`f32`).
     pub fn value(&mut self, e: &Scalar, out: &mut Vec<Stmt>) -> Result<Expr, ScheduleError> {
+        if let Some((_, reg)) = self.cache.iter().rev().find(|(s, _)| s == e) {
+            return Ok(Expr::Reg(*reg));
+        }
         if let Some((_, j, param)) = self.rows.iter().find(|(x, _, _)| x == e) {
             let at = self.bound[*j as usize].clone().ok_or_else(|| err("a scratch row read outside its index"))?;
             return Ok(Expr::Load { param: *param, index: Box::new(at) });
@@ -481,20 +485,18 @@ impl<'a> Emitter<'a> {
     }
 }
 
-/// `e` with the subexpressions held in scratch rows replaced by 0.
-fn without(e: &Scalar, rows: &[(Scalar, u32, u32)]) -> Scalar {
-    if rows.iter().any(|(x, _, _)| x == e) {
-        return Scalar::Const(0.0);
+/// The largest subexpressions of `e` that do work (an operation, a reduction)
+/// and do not read index `v`.
+fn free_of(e: &Scalar, v: u32, out: &mut Vec<Scalar>) {
+    let works = matches!(e, Scalar::Apply(..) | Scalar::Select(..) | Scalar::Reduce { .. });
+    if works && !free_vars(e).contains(&v) {
+        out.push(e.clone());
+        return;
     }
     match e {
-        Scalar::Apply(f, a) => Scalar::Apply(*f, a.iter().map(|x| without(x, rows)).collect()),
-        Scalar::Select(c, a, b) => {
-            Scalar::Select(Box::new(without(c, rows)), Box::new(without(a, rows)), Box::new(without(b, rows)))
-        }
-        Scalar::Reduce { op, vars, body } => {
-            Scalar::Reduce { op: *op, vars: vars.clone(), body: Box::new(without(body, rows)) }
-        }
-        other => other.clone(),
+        Scalar::Apply(_, a) => a.iter().for_each(|x| free_of(x, v, out)),
+        Scalar::Select(c, a, b) => [c, a, b].into_iter().for_each(|x| free_of(x, v, out)),
+        _ => {}
     }
 }
 
@@ -506,16 +508,18 @@ fn row_candidate(e: &Scalar, inner: u32) -> Option<(u32, Scalar)> {
     fn costly(x: &Scalar) -> bool {
         x.any(&|y| matches!(y, Scalar::Reduce { .. }))
     }
+    // The innermost such term: attention's scores rather than its
+    // probabilities, so the softmax's passes read them from the row.
     fn largest(x: &Scalar, j: u32, inner: u32) -> Option<Scalar> {
-        let free = free_vars(x);
-        if !free.contains(&inner) && free.contains(&j) && costly(x) {
-            return Some(x.clone());
-        }
-        match x {
+        let deeper = match x {
             Scalar::Apply(_, a) => a.iter().find_map(|y| largest(y, j, inner)),
             Scalar::Select(c, a, b) => [c, a, b].into_iter().find_map(|y| largest(y, j, inner)),
+            Scalar::Reduce { op: ReduceOp::Softmax, body, .. } => largest(body, j, inner),
             _ => None,
-        }
+        };
+        let free = free_vars(x);
+        let here = !free.contains(&inner) && free.contains(&j) && costly(x);
+        deeper.or_else(|| here.then(|| x.clone()))
     }
     match e {
         Scalar::Reduce { op, vars, body }
@@ -570,7 +574,10 @@ pub fn free_vars(e: &Scalar) -> BTreeSet<u32> {
 
 /// The outermost reductions of `e` (softmaxes by their normalisers) that read
 /// only `bound` indices.
-fn hoistable(e: &Scalar, bound: &BTreeSet<u32>, out: &mut Vec<Scalar>) {
+fn hoistable(e: &Scalar, bound: &BTreeSet<u32>, rows: &[Scalar], out: &mut Vec<Scalar>) {
+    if rows.contains(e) {
+        return;
+    }
     match e {
         Scalar::Reduce { op: ReduceOp::Softmax, vars, body } => {
             let mut free = free_vars(body);
@@ -582,20 +589,20 @@ fn hoistable(e: &Scalar, bound: &BTreeSet<u32>, out: &mut Vec<Scalar>) {
                 out.push(max);
                 out.push(sum);
             }
-            hoistable(body, bound, out);
+            hoistable(body, bound, rows, out);
         }
         Scalar::Reduce { body, .. } => {
             if free_vars(e).is_subset(bound) {
                 out.push(e.clone());
             } else {
-                hoistable(body, bound, out);
+                hoistable(body, bound, rows, out);
             }
         }
         Scalar::Load { indices, .. } | Scalar::State { indices, .. } => {
-            indices.iter().for_each(|i| hoistable(i, bound, out))
+            indices.iter().for_each(|i| hoistable(i, bound, rows, out))
         }
-        Scalar::Apply(_, a) => a.iter().for_each(|x| hoistable(x, bound, out)),
-        Scalar::Select(c, a, b) => [c, a, b].into_iter().for_each(|x| hoistable(x, bound, out)),
+        Scalar::Apply(_, a) => a.iter().for_each(|x| hoistable(x, bound, rows, out)),
+        Scalar::Select(c, a, b) => [c, a, b].into_iter().for_each(|x| hoistable(x, bound, rows, out)),
         Scalar::Index(_) | Scalar::Const(_) | Scalar::Size(_) => {}
     }
 }
@@ -633,7 +640,7 @@ pub fn generic(dims: &[String], gen: &Generic, params: Vec<Param>) -> Result<Gen
         let extent = gen.vars[j as usize].extent.clone();
         em.params.push(Param { shape: vec![extent.clone()] });
         em.hoist(&x, &mut body)?;
-        em.nest(&[j], &mut body, &mut |em, out| {
+        em.nest_within(&[j], true, &mut body, &mut |em, out| {
             let v = em.value(&x, out)?;
             let at = em.bound[j as usize].clone().expect("bound by the loop");
             out.push(Stmt::Store { param, index: at, value: v });
@@ -642,9 +649,59 @@ pub fn generic(dims: &[String], gen: &Generic, params: Vec<Param>) -> Result<Gen
         em.rows.push((x, j, param));
         scratch = Some(em.dim(&extent)?);
     }
-    em.hoist(&gen.body, &mut body)?;
     let result_vars: Vec<u32> = (0..rank).collect();
     let out_shape: Vec<Dim> = gen.vars[..gen.rank].iter().map(|v| v.extent.clone()).collect();
+    // `sum[j] t` with an inner output index the condition does not read: the
+    // output row accumulates over `j` outside and the inner index runs inside,
+    // contiguous (attention's weighted sum of values, vectorised over the head).
+    if let (Some(&e), Scalar::Reduce { op: ReduceOp::Sum, vars, body: t }) = (inner.first(), &gen.body) {
+        let cond_free = gen.cond.as_ref().map(free_vars).unwrap_or_default();
+        // (A condition on output indices alone masks whole outputs: not here.)
+        let cond_ok =
+            gen.cond.is_none() || (!cond_free.contains(&e) && !cond_free.iter().all(|v| result_vars.contains(v)));
+        if vars.len() == 1 && cond_ok {
+            let j = vars[0];
+            em.hoist(&gen.body, &mut body)?;
+            em.nest(&inner, &mut body, &mut |em, out| {
+                let index = em.store_offset(&out_shape, &result_vars)?;
+                out.push(Stmt::Store { param: result, index, value: Expr::Float(0.0) });
+                Ok(())
+            })?;
+            em.nest_within(&[j], true, &mut body, &mut |em, out| {
+                let cond = em.cond_over(&[j], out)?;
+                let mut point = Vec::new();
+                em.hoist(t, &mut point)?;
+                // Terms free of the inner index, once per `j` (a probability).
+                let mut invariant = Vec::new();
+                free_of(t, e, &mut invariant);
+                for x in invariant {
+                    if !em.cache.iter().any(|(c, _)| *c == x) {
+                        let v = em.value(&x, &mut point)?;
+                        let reg = em.reg();
+                        point.push(Stmt::Set { reg, value: v });
+                        em.cache.push((x, reg));
+                    }
+                }
+                em.nest(&inner, &mut point, &mut |em, out| {
+                    let v = em.value(t, out)?;
+                    let index = em.store_offset(&out_shape, &result_vars)?;
+                    let sum = Expr::call(
+                        ScalarFn::Add,
+                        vec![Expr::Load { param: result, index: Box::new(index.clone()) }, v],
+                    );
+                    out.push(Stmt::Store { param: result, index, value: sum });
+                    Ok(())
+                })?;
+                match cond {
+                    Some(c) => out.push(Stmt::If { cond: c, then: point }),
+                    None => out.extend(point),
+                }
+                Ok(())
+            })?;
+            return Ok((body, grid, em.next_var, em.next_reg, scratch));
+        }
+    }
+    em.hoist(&gen.body, &mut body)?;
     em.nest(&inner, &mut body, &mut |em, out| {
         let v = em.value(&gen.body, out)?;
         let v = match em.result_cond(&result_vars, out)? {

@@ -130,7 +130,8 @@ pub enum Stmt {
     Barrier,
 }
 
-/// Integer operations (index arithmetic). `Div` floors.
+/// Integer operations (index arithmetic). `Div` and `Rem` are Euclidean
+/// (`0 <= rem < |divisor|`), which floors for positive divisors.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum IntOp {
     Add,
