@@ -215,6 +215,18 @@ impl<'a, 'b> Gen<'a, 'b> {
     fn block(&mut self, stmts: &[Stmt]) {
         for s in stmts {
             match s {
+                Stmt::For { var, extent: Expr::Int(n), body, kind: LoopKind::Unroll(f) } if *n == i64::from(*f) => {
+                    // Fully unrolled: the index is a constant in each copy.
+                    for i in 0..*n {
+                        let at = self.b.ins().iconst(types::I64, i);
+                        let outer = self.overrides.insert(var.0, at);
+                        self.block(body);
+                        match outer {
+                            Some(o) => self.overrides.insert(var.0, o),
+                            None => self.overrides.remove(&var.0),
+                        };
+                    }
+                }
                 Stmt::For { var, extent, body, kind: LoopKind::Vector(4) } => {
                     let end = self.expr(extent);
                     self.vector_loop(*var, end, body);

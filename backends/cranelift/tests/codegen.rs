@@ -1,6 +1,7 @@
 //! Code generation against the kernel IR's evaluator on hand-built kernels:
 //! integer division and remainder of negative values (floored and Euclidean, by
-//! constants, powers of two and run-time sizes), and vector loops with a tail.
+//! constants, powers of two and run-time sizes); vector loops with a tail and
+//! unrolled short loops.
 
 use seqc_compiler::ir::kernel::eval::{run, Memory};
 use seqc_compiler::ir::kernel::{Buffer, Expr, IntOp, Kernel, KernelModule, Launch, LoopKind, Role, Stmt, Var};
@@ -70,9 +71,10 @@ fn vector_loops_match_scalar_ones_with_a_tail() {
             Expr::call(ScalarFn::Tanh, vec![i()]),
         ],
     );
-    for n in [1, 4, 7, 13] {
+    for n in [1, 3, 4, 7, 13] {
         let m = module(n, value.clone());
-        assert!(matches!(m.kernels[0].body[0], Stmt::For { kind: LoopKind::Vector(4), .. }), "marked as a vector loop");
+        let kind = if n < 4 { LoopKind::Unroll(n as u32) } else { LoopKind::Vector(4) };
+        assert!(matches!(m.kernels[0].body[0], Stmt::For { kind: k, .. } if k == kind), "n = {n}: marked {kind:?}");
         let (want, got) = both(&m, &[1]);
         for (a, b) in want.iter().zip(&got) {
             assert!((a - b).abs() <= 4.0 * f32::EPSILON * a.abs().max(1.0), "n = {n}: {a} vs {b}");

@@ -94,12 +94,21 @@ pub fn vectorizable(body: &[Stmt], v: Var) -> bool {
         })
 }
 
-/// Marks every innermost serial loop that can run `width` lanes at a time.
+/// Marks every innermost serial loop that can run `width` lanes at a time, and
+/// unrolls loops of fewer than `width` iterations (a complex number's two
+/// parts): their bounds and comparisons become constants.
 pub fn mark(stmts: &mut [Stmt], width: u32) {
     for s in stmts {
         match s {
-            Stmt::For { var, kind, body, .. } => {
+            Stmt::For { var, kind, body, extent } => {
                 let innermost = !body.iter().any(|b| matches!(b, Stmt::For { .. } | Stmt::If { .. }));
+                if let (Expr::Int(n), LoopKind::Serial) = (&*extent, *kind) {
+                    if (1..i64::from(width)).contains(n) {
+                        *kind = LoopKind::Unroll(*n as u32);
+                        mark(body, width);
+                        continue;
+                    }
+                }
                 if innermost && *kind == LoopKind::Serial && vectorizable(body, *var) {
                     *kind = LoopKind::Vector(width);
                 } else {
