@@ -39,6 +39,12 @@ pub struct Emitter<'a> {
     /// Subexpressions computed for every value of an index into a scratch
     /// parameter: the expression, the index, the parameter.
     rows: Vec<(Scalar, u32, u32)>,
+    /// Kernel variables set once per grid point (its coordinates).
+    grid_level: Vec<Var>,
+    /// Divisions of grid coordinates, computed once per grid point (a grouped
+    /// head's `h / g`) rather than in every inner iteration: placed after the
+    /// coordinates by `finish`.
+    prelude: Vec<(Expr, Var)>,
     pub next_var: u32,
     pub next_reg: u32,
 }
@@ -59,6 +65,8 @@ impl<'a> Emitter<'a> {
             cond,
             cache: Vec::new(),
             rows: Vec::new(),
+            grid_level: vec![Var(0)],
+            prelude: Vec::new(),
             next_var: 1, // v0 is the grid variable
             next_reg: 0,
         }
@@ -338,7 +346,16 @@ impl<'a> Emitter<'a> {
                     _ => IntOp::Div,
                 };
                 let (x, y) = (self.index(&a[0], out)?, self.index(&a[1], out)?);
-                Expr::int(op, x, y)
+                let e = Expr::int(op, x, y);
+                if op == IntOp::Div && matches!(e, Expr::Int2(..)) && reads_only(&e, &self.grid_level) {
+                    if let Some((_, v)) = self.prelude.iter().find(|(p, _)| *p == e) {
+                        return Ok(Expr::Var(*v));
+                    }
+                    let v = self.var();
+                    self.prelude.push((e, v));
+                    return Ok(Expr::Var(v));
+                }
+                e
             }
             Scalar::Load { .. } => Expr::ToInt(Box::new(self.value(e, out)?)),
             other => return Err(err(format!("an index expression the scheduler does not handle: {other:?}"))),
@@ -545,6 +562,24 @@ fn is_integer(e: &Scalar) -> bool {
     }
 }
 
+/// Whether an index expression reads no loop variable but `vars`.
+fn reads_only(e: &Expr, vars: &[Var]) -> bool {
+    match e {
+        Expr::Var(v) => vars.contains(v),
+        Expr::Int(_) | Expr::Dim(_) => true,
+        Expr::Int2(_, a, b) => reads_only(a, vars) && reads_only(b, vars),
+        _ => false,
+    }
+}
+
+impl Emitter<'_> {
+    /// Places the grid-level divisions after the `lets` coordinate statements.
+    fn finish(&mut self, body: &mut Vec<Stmt>, lets: usize) {
+        let prelude = std::mem::take(&mut self.prelude).into_iter().map(|(value, var)| Stmt::Let { var, value });
+        body.splice(lets..lets, prelude);
+    }
+}
+
 /// A softmax's normalisers over `vars`: `max[vars] s` and `sum[vars] exp(s - max)`.
 fn normalisers(vars: &[u32], s: &Scalar) -> (Scalar, Scalar) {
     let max = Scalar::Reduce { op: ReduceOp::Max, vars: vars.to_vec(), body: Box::new(s.clone()) };
@@ -628,10 +663,12 @@ pub fn generic(dims: &[String], gen: &Generic, params: Vec<Param>) -> Result<Gen
         let at = Expr::int(IntOp::Rem, Expr::int(IntOp::Div, Expr::Var(Var(0)), stride.clone()), extent.clone());
         let var = em.var();
         body.push(Stmt::Let { var, value: at });
+        em.grid_level.push(var);
         em.bind(v, Expr::Var(var));
         stride = Expr::mul(stride, extent.clone());
         grid = Expr::mul(grid, extent);
     }
+    let lets = body.len();
     // Terms free of the inner result index, per value of a reduction index:
     // computed once per grid point into its scratch row.
     let mut scratch = None;
@@ -698,6 +735,7 @@ pub fn generic(dims: &[String], gen: &Generic, params: Vec<Param>) -> Result<Gen
                 }
                 Ok(())
             })?;
+            em.finish(&mut body, lets);
             return Ok((body, grid, em.next_var, em.next_reg, scratch));
         }
     }
@@ -712,6 +750,7 @@ pub fn generic(dims: &[String], gen: &Generic, params: Vec<Param>) -> Result<Gen
         out.push(Stmt::Store { param: result, index, value: v });
         Ok(())
     })?;
+    em.finish(&mut body, lets);
     Ok((body, grid, em.next_var, em.next_reg, scratch))
 }
 
@@ -818,6 +857,7 @@ pub fn scan(
             let var = em.var();
             let at = Expr::int(IntOp::Rem, Expr::int(IntOp::Div, Expr::Var(Var(0)), stride.clone()), extent.clone());
             body.push(Stmt::Let { var, value: at });
+            em.grid_level.push(var);
             slice[a] = Expr::Var(var);
             stride = Expr::mul(stride, extent.clone());
             grid = Expr::mul(grid, extent);
@@ -920,5 +960,6 @@ pub fn scan(
     }
     let extent = em.dim(&scan.vars[scan.axis as usize].extent)?;
     body.push(Stmt::For { var: step_var, extent, kind: LoopKind::Serial, body: steps });
+    em.finish(&mut body, p);
     Ok((body, grid, em.next_var, em.next_reg))
 }
