@@ -5,33 +5,16 @@
 //! chunk size divides) and in step mode position by position; `forward_from`
 //! over chunks equals one `forward`.
 
-use seqc_compiler::driver;
 use seqc_compiler::init::{init_weights, random_inputs};
 use seqc_compiler::ir::interp::{self, Bindings};
-use seqc_compiler::sema::{Checked, CheckedModel};
+use seqc_compiler::sema::CheckedModel;
 use seqc_runtime::{Model, Tensor};
 use std::collections::HashMap;
-use std::path::Path;
 
 mod common;
 
 fn models() -> Vec<(String, CheckedModel)> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let mut files: Vec<(String, std::path::PathBuf, &str)> =
-        common::SMALL.iter().map(|(f, cfg)| (f.to_string(), root.join("dsl-examples").join(f), *cfg)).collect();
-    let mut cases: Vec<_> = std::fs::read_dir(root.join("tests/cases")).unwrap().map(|e| e.unwrap().path()).collect();
-    cases.sort();
-    for p in cases {
-        files.push((p.file_name().unwrap().to_string_lossy().into_owned(), p, ""));
-    }
-    files
-        .into_iter()
-        .map(|(name, path, cfg)| {
-            let (_, r) = driver::check_bytes(&name, &std::fs::read(&path).unwrap(), cfg);
-            let Ok(Checked::Model(m)) = r else { panic!("{name} checks") };
-            (name, m)
-        })
-        .collect()
+    common::all_models()
 }
 
 fn f32s(t: &interp::Tensor) -> Tensor {

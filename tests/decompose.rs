@@ -2,35 +2,19 @@
 //! on every example and case, for the parallel graph after all passes and for its
 //! step graph run position by position.
 
-use seqc_compiler::driver;
 use seqc_compiler::init::{init_weights, random_inputs};
 use seqc_compiler::ir::interp::{self, Bindings, Tensor};
 use seqc_compiler::ir::step::{step, StepState};
 use seqc_compiler::ir::{verify::verify, Graph, Op};
 use seqc_compiler::passes::step_derivation::derive;
 use seqc_compiler::schedule::decompose::decompose;
-use seqc_compiler::sema::{Checked, CheckedModel};
+use seqc_compiler::sema::CheckedModel;
 use std::collections::HashMap;
-use std::path::Path;
 
 mod common;
 
 fn models() -> Vec<(String, CheckedModel)> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let mut files: Vec<(String, std::path::PathBuf, &str)> =
-        common::SMALL.iter().map(|(f, cfg)| (f.to_string(), root.join("dsl-examples").join(f), *cfg)).collect();
-    for e in std::fs::read_dir(root.join("tests/cases")).unwrap() {
-        let p = e.unwrap().path();
-        files.push((p.file_name().unwrap().to_string_lossy().into_owned(), p, ""));
-    }
-    files
-        .into_iter()
-        .map(|(name, path, cfg)| {
-            let (_, r) = driver::check_bytes(&name, &std::fs::read(&path).unwrap(), cfg);
-            let Ok(Checked::Model(m)) = r else { panic!("{name} checks") };
-            (name, m)
-        })
-        .collect()
+    common::all_models()
 }
 
 fn close(name: &str, a: &Tensor, b: &Tensor) {

@@ -11,28 +11,15 @@ use seqc_compiler::passes::step_derivation::derive;
 use seqc_compiler::schedule::schedule;
 use seqc_compiler::sema::{Checked, CheckedModel};
 use std::collections::HashMap;
-use std::path::Path;
 
 mod common;
 
 fn models() -> Vec<(String, CheckedModel)> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let mut files: Vec<(String, std::path::PathBuf, &str)> =
-        common::SMALL.iter().map(|(f, cfg)| (f.to_string(), root.join("dsl-examples").join(f), *cfg)).collect();
-    let mut cases: Vec<_> = std::fs::read_dir(root.join("tests/cases")).unwrap().map(|e| e.unwrap().path()).collect();
-    cases.sort();
-    for p in cases {
-        files.push((p.file_name().unwrap().to_string_lossy().into_owned(), p, ""));
+    let mut all = common::all_models();
+    for (_, m) in &mut all {
+        seqc_compiler::passes::run_until(&mut m.graph, None).unwrap();
     }
-    files
-        .into_iter()
-        .map(|(name, path, cfg)| {
-            let (_, r) = driver::check_bytes(&name, &std::fs::read(&path).unwrap(), cfg);
-            let Ok(Checked::Model(mut m)) = r else { panic!("{name} checks") };
-            seqc_compiler::passes::run_until(&mut m.graph, None).unwrap();
-            (name, m)
-        })
-        .collect()
+    all
 }
 
 fn flat(t: &HashMap<String, Tensor>) -> HashMap<String, Vec<f32>> {

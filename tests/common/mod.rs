@@ -17,3 +17,26 @@ pub const SMALL: &[(&str, &str)] = &[
 pub fn small_config(file: &str) -> &'static str {
     SMALL.iter().find(|(n, _)| *n == file).map(|(_, c)| *c).unwrap_or_else(|| panic!("{file} is not in SMALL"))
 }
+
+/// Every example at its small config, then every case in `tests/cases/` (sorted),
+/// checked: the models the conformance-style tests run.
+#[allow(dead_code)]
+pub fn all_models() -> Vec<(String, seqc_compiler::sema::CheckedModel)> {
+    use seqc_compiler::sema::Checked;
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut files: Vec<(String, std::path::PathBuf, &str)> =
+        SMALL.iter().map(|(f, cfg)| (f.to_string(), root.join("dsl-examples").join(f), *cfg)).collect();
+    let mut cases: Vec<_> = std::fs::read_dir(root.join("tests/cases")).unwrap().map(|e| e.unwrap().path()).collect();
+    cases.sort();
+    for p in cases {
+        files.push((p.file_name().unwrap().to_string_lossy().into_owned(), p, ""));
+    }
+    files
+        .into_iter()
+        .map(|(name, path, cfg)| {
+            let (_, r) = seqc_compiler::driver::check_bytes(&name, &std::fs::read(&path).unwrap(), cfg);
+            let Ok(Checked::Model(m)) = r else { panic!("{name} checks") };
+            (name, m)
+        })
+        .collect()
+}
