@@ -159,17 +159,11 @@ impl Model {
     /// Sets weights already checked against the declarations (by the caller),
     /// flat and row-major, by checkpoint name.
     pub fn with_weights(mut self, mut weights: HashMap<String, Vec<f32>>) -> Model {
-        // Both modes must agree on the layout: transpose a weight only if the
-        // step program also reads it only in products.
-        let step_only = match self.step_program() {
-            Ok(p) => p.gemm_only_weights(),
-            Err(_) => Vec::new(),
-        };
+        // Decided from the parallel program alone, so loading weights never
+        // compiles step mode; the step graph reads weights through the same
+        // ops, and `step_program` checks that it agrees.
         self.transposed.clear();
         for (name, n, k) in self.parallel.gemm_only_weights() {
-            if !step_only.iter().any(|(s, _, _)| *s == name) {
-                continue;
-            }
             if let Some(w) = weights.get_mut(&name) {
                 let mut t = vec![0f32; w.len()];
                 for (r, row) in w.chunks(k).enumerate().take(n) {
@@ -260,13 +254,21 @@ impl Model {
     }
 
     fn step_program(&self) -> Result<&Program, Error> {
-        self.step
+        let program = self
+            .step
             .get_or_init(|| {
                 let g = seqc_compiler::passes::step_derivation::derive(&self.graph).map_err(|e| e.to_string())?;
                 compile_graph(&g)
             })
             .as_ref()
-            .map_err(|e| Error::Compiler(e.clone()))
+            .map_err(|e| Error::Compiler(e.clone()))?;
+        // Weights held transposed must be read only by products here too.
+        let products = program.gemm_only_weights();
+        let used = |name: &str| program.module.buffers.iter().any(|b| b.role == Role::Weight(name.to_string()));
+        if let Some(w) = self.transposed.iter().find(|w| used(w) && !products.iter().any(|(p, _, _)| p == *w)) {
+            return Err(Error::Compiler(format!("step mode reads weight `{w}` outside a product; its layout differs")));
+        }
+        Ok(program)
     }
 
     /// The state before the first position, for `batch` sequences.
