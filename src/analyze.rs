@@ -329,7 +329,11 @@ pub fn report(a: &Analysis, req: &Request, p: &Profile) -> String {
     }
     if req.symbolic {
         let _ =
-            writeln!(out, "\nas expressions in B and L (tri(L) = L(L+1)/2, winW(L) = sum over i < L of min(i+1, W)):");
+            writeln!(out, "\nas expressions in B and L (tri(L) = L(L+1)/2, winW(L) = sum over i < L of min(i+1, W);");
+        let _ = writeln!(
+            out,
+            "  convT(L), convkT(L): a T-tap long convolution's work per sequence and per filter, direct or FFT):"
+        );
         for (k, g) in a.groups.iter().enumerate() {
             let _ = writeln!(out, "  {} FLOPs: {}", g.kind, a.flops[k]);
             let _ = writeln!(out, "  {} bytes: {}", g.kind, a.bytes[k]);

@@ -128,3 +128,33 @@ fn states_clone_save_and_restore() {
     let mut small = model.new_state(1).unwrap();
     assert!(model.step(&mut small, &at(0)).is_err());
 }
+
+/// Long filters take the FFT path of the convolution call (the small configs
+/// above stay under its threshold): Hyena with 96 taps, at lengths below and
+/// above the filter's, matches the interpreter's direct convolution.
+#[test]
+fn long_convolutions_through_the_fft_match_the_interpreter() {
+    use seqc_compiler::ir::kernel::{longconv, Launch};
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/dsl-examples/hyena.seq");
+    let (_, r) = seqc_compiler::driver::check_bytes(
+        "hyena.seq",
+        &std::fs::read(path).unwrap(),
+        "d_model=8,n_layer=1,vocab=30,l_max=96",
+    );
+    let Ok(seqc_compiler::sema::Checked::Model(m)) = r else { panic!("hyena checks") };
+    let model = Model::from_checked(m.clone()).unwrap().init_weights(5);
+    assert!(model.kernels().launches.iter().any(|l| matches!(l, Launch::CausalConv { .. })));
+    let weights = init_weights(&m, 5);
+    let mut graph = m.graph.clone();
+    seqc_compiler::passes::run_until(&mut graph, None).unwrap();
+    for len in [60, 130] {
+        assert!(longconv::fft_size(len, 96).is_some(), "L={len} runs through the FFT");
+        let dims = HashMap::from([("B".to_string(), 2), ("L".to_string(), len)]);
+        let inputs = random_inputs(&m, &dims, 9);
+        let want = interp::run(&graph, &Bindings { dims: &dims, inputs: &inputs, weights: &weights }).unwrap();
+        let ins: Vec<(&str, Tensor)> = inputs.iter().map(|(k, v)| (k.as_str(), f32s(v))).collect();
+        let got = model.forward(&ins).unwrap();
+        let e = rel_error(&got[0].1.data, &want[0].1.data);
+        assert!(e < 1e-4, "L={len}: logits differ by {e:e}");
+    }
+}

@@ -1,6 +1,6 @@
 //! Runs a compiled kernel module on the CPU: binds buffers, reuses temp memory by
 //! lifetime, spreads each kernel's grid over threads (rayon) and calls `gemm` for
-//! the dense products.
+//! the dense products and `realfft` for long convolutions.
 
 use seqc_compiler::ir::kernel::eval::int;
 use seqc_compiler::ir::kernel::{KernelModule, Launch, Role};
@@ -45,6 +45,7 @@ impl Program {
                     in_kernels.extend(bias.map(|x| x.0 as usize));
                     in_gemm.push((b.0 as usize, n, k));
                 }
+                Launch::CausalConv { x, k, .. } => in_kernels.extend([x.0 as usize, k.0 as usize]),
                 Launch::Fill { .. } => {}
             }
         }
@@ -140,6 +141,21 @@ impl Program {
                     // SAFETY: sizes come from the module; c is a temp distinct from a, b.
                     unsafe { gemm_nt(rows, n, k, p(*a), p(*b), b_t, bias.map(|x| p(x) as *const f32), p(*c)) };
                 }
+                Launch::CausalConv { batch, len, channels, taps, x, k, y } => {
+                    let [batch, len, channels, taps] = [batch, len, channels, taps].map(|e| int(e, &dims) as usize);
+                    let (xn, kn, yn) =
+                        (sizes[root(x.0 as usize)], sizes[root(k.0 as usize)], sizes[root(y.0 as usize)]);
+                    // SAFETY: buffers of the sizes the module gives; y is a temp
+                    // distinct from x and k.
+                    let (x, k, y) = unsafe {
+                        (
+                            std::slice::from_raw_parts(p(*x), xn),
+                            std::slice::from_raw_parts(p(*k), kn),
+                            std::slice::from_raw_parts_mut(p(*y), yn),
+                        )
+                    };
+                    crate::longconv::causal_conv(batch, len, channels, taps, x, k, y);
+                }
                 Launch::Kernel { kernel, grid, args } => {
                     let f = self.code.kernels[*kernel];
                     let bufs = Pointers(args.iter().map(|b| p(*b)).collect());
@@ -155,6 +171,9 @@ impl Program {
                         format!("gemm {}x{}x{}", int(rows, &dims), int(n, &dims), int(k, &dims))
                     }
                     Launch::Fill { .. } => "fill".to_string(),
+                    Launch::CausalConv { len, taps, .. } => {
+                        format!("causal_conv L={} taps={}", int(len, &dims), int(taps, &dims))
+                    }
                 };
                 crate::profile::record(what, t0);
             }

@@ -16,6 +16,7 @@
 //! Cranelift; dense products call `gemm`.
 
 mod exec;
+mod longconv;
 pub mod profile;
 mod state;
 

@@ -55,6 +55,7 @@ impl Gen<'_, '_> {
         let more = self.b.ins().icmp(IntCC::SignedLessThan, i, main_end);
         self.b.ins().brif(more, inner, &[], exit, &[]);
         self.b.switch_to_block(inner);
+        let outer = self.overrides.insert(var.0, i);
         let mut k = 0;
         for s in body {
             match s {
@@ -77,7 +78,7 @@ impl Gen<'_, '_> {
                 _ => unreachable!("marked loops hold stores and accumulations"),
             }
         }
-        let i = self.b.use_var(v);
+        self.restore(var.0, outer);
         let next = self.b.ins().iadd_imm_s(i, LANES);
         self.b.def_var(v, next);
         self.b.ins().jump(header, &[]);
@@ -93,7 +94,7 @@ impl Gen<'_, '_> {
             }
             self.b.def_var(r, total);
         }
-        self.counted_loop(v, end, body);
+        self.counted_loop(var, end, body);
     }
 
     /// `a op b` for sum, max and min, on scalars or vectors alike.
@@ -146,17 +147,16 @@ impl Gen<'_, '_> {
                 }
                 _ => {
                     // A gather: each lane's address with the index at its value.
-                    let iv = self.var(var.0);
-                    let i = self.b.use_var(iv);
+                    let i = self.overrides[&var.0];
                     let zero = self.b.ins().f32const(0.0);
                     let mut v = self.b.ins().splat(types::F32X4, zero);
                     for lane in 0..LANES {
                         let at = self.b.ins().iadd_imm_s(i, lane);
                         self.overrides.insert(var.0, at);
                         let x = self.expr(e);
-                        self.overrides.remove(&var.0);
                         v = self.b.ins().insertlane(v, x, lane as u8);
                     }
+                    self.overrides.insert(var.0, i);
                     Lanes::Vector(v)
                 }
             },

@@ -13,7 +13,8 @@
 //!   softmax. Past positions bounded by the query's (`j <= i`) count `tri(L)`
 //!   query-key pairs, `win_w(L)` under a window `i - j < w`, not `L^2`;
 //! - `rmsnorm` 4, `layernorm` 8, `softmax` 5, `rope` 6, causal `conv1d` `2 * width`,
-//!   `fftconv` `2 * taps` (the direct form seqc runs);
+//!   `fftconv` in parallel mode what the long-convolution call runs (FFTs for
+//!   long filters, `conv_t(L)`), else `2 * taps`;
 //! - bytes: every operand read once and the result written once, after fusion
 //!   (fused intermediates are never stored); reshapes are free.
 
@@ -51,7 +52,17 @@ pub fn costs(g: &Graph, elem: f64) -> Vec<OpCost> {
                     let w = Count::dim(&g.ty(node.operands[1]).shape[2]);
                     result(0).mul(&w.scale(2.0).add(&Count::constant(f64::from(u8::from(*bias)))))
                 }
-                Op::FftConv => result(0).mul(&Count::dim(&g.ty(node.operands[1]).shape[0]).scale(2.0)),
+                Op::FftConv => {
+                    let (x, taps) = (&g.ty(node.operands[0]).shape, &g.ty(node.operands[1]).shape[0]);
+                    match (&x[1], taps) {
+                        (crate::sema::Dim::Sym(l), crate::sema::Dim::Known(t)) if &**l == "L" => {
+                            let channels = Count::dim(&x[2]);
+                            let per_sequence = Count::dim(&x[0]).mul(&Count::term(1.0, 0, 0, Series::Conv(*t)));
+                            channels.mul(&per_sequence.add(&Count::term(1.0, 0, 0, Series::ConvFilter(*t))))
+                        }
+                        _ => result(0).mul(&Count::dim(taps).scale(2.0)),
+                    }
+                }
                 Op::Generic(gen) | Op::Attention(gen) => body_flops(&gen.body, gen),
                 Op::Scan(scan) => {
                     let steps = Count::dim(&scan.vars[scan.axis as usize].extent);

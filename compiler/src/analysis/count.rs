@@ -1,7 +1,10 @@
 //! Exact counts as expressions in the batch `B` and the sequence length `L`:
 //! sums of `c * B^b * L^l * s(L)`, where `s` is 1, `tri(L) = L (L + 1) / 2` (the
 //! key positions a causal query sees, summed over queries) or `win_w(L) =
-//! sum_{i < L} min(i + 1, w)` (the same under a sliding window of `w`).
+//! sum_{i < L} min(i + 1, w)` (the same under a sliding window of `w`), or the
+//! work of the long-convolution call for a filter of `t` taps (`conv_t(L)` per
+//! sequence and channel, `convk_t(L)` per channel for the filter's transform:
+//! the direct form's multiply-adds or the FFTs', as `ir::kernel::longconv` plans).
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -12,6 +15,8 @@ pub enum Series {
     One,
     Tri,
     Win(i64),
+    Conv(i64),
+    ConvFilter(i64),
 }
 
 impl Series {
@@ -27,6 +32,8 @@ impl Series {
                     w * (w + 1.0) / 2.0 + (l - w) * w
                 }
             }
+            Series::Conv(t) => crate::ir::kernel::longconv::flops(l as usize, t as usize).0,
+            Series::ConvFilter(t) => crate::ir::kernel::longconv::flops(l as usize, t as usize).1,
         }
     }
 }
@@ -131,6 +138,8 @@ impl fmt::Display for Count {
                 Series::One => {}
                 Series::Tri => factors.push("tri(L)".into()),
                 Series::Win(w) => factors.push(format!("win{w}(L)")),
+                Series::Conv(t) => factors.push(format!("conv{t}(L)")),
+                Series::ConvFilter(t) => factors.push(format!("convk{t}(L)")),
             }
             let coeff = if c.fract() == 0.0 { format!("{c:.0}") } else { format!("{c}") };
             let text = match (coeff.as_str(), factors.is_empty()) {

@@ -2,7 +2,9 @@
 //! rope, split, concat, embedding and the step graph's `append` and `tail` become
 //! loop nests over scalar bodies, so the scheduler and every backend handle one
 //! op kind for all of them (plus `linear`, a GEMM call, `scan`, and `reshape`, an
-//! alias). A new builtin needs one arm here, not one per backend.
+//! alias). A new builtin needs one arm here, not one per backend. The exception
+//! is a parallel-mode `fftconv`, which stays whole for the scheduler to make a
+//! library call.
 //!
 //! Out-of-range reads are 0 (the generic op's semantics), which the bodies use:
 //! a causal convolution reads before position 0 as 0, `concat` sums its parts
@@ -117,6 +119,9 @@ pub fn decompose(g: &mut Graph) {
                 }
                 nest.generic(body)
             }
+            // In parallel mode a library call (`Launch::CausalConv`): an FFT for
+            // long filters. A step graph convolves its short window directly.
+            Op::FftConv if !step => continue,
             Op::FftConv => {
                 // y[b, l, d] = sum[t] k[t, d] * x[b, l - t, d]
                 let t = nest.var("t", operand_shape(1)[0].clone());

@@ -34,6 +34,9 @@ pub struct Emitter<'a> {
     /// Scan states: their parameter and the element offset of the slot read now.
     states: Vec<(u32, Expr)>,
     cond: Option<&'a Scalar>,
+    /// Conjuncts of the condition that the loops open now enforce by their
+    /// bounds: no need to test them again inside.
+    enforced: Vec<Scalar>,
     /// Reductions computed so far in the enclosing scopes.
     cache: Vec<(Scalar, Reg)>,
     /// Subexpressions computed for every value of an index into a scratch
@@ -63,6 +66,7 @@ impl<'a> Emitter<'a> {
             params,
             states: Vec::new(),
             cond,
+            enforced: Vec::new(),
             cache: Vec::new(),
             rows: Vec::new(),
             grid_level: vec![Var(0)],
@@ -134,6 +138,7 @@ impl<'a> Emitter<'a> {
         let var = self.var();
         let mut extent = self.dim(&self.loop_vars[v as usize].extent.clone())?;
         let mut start = None;
+        let enforced = self.enforced.len();
         if bounded {
             let (lo, hi) = self.bounds(v, out)?;
             if let Some(hi) = hi {
@@ -154,6 +159,7 @@ impl<'a> Emitter<'a> {
         let mut body = Vec::new();
         let r = self.nest_within(rest, bounded, &mut body, inner);
         self.cache.truncate(saved);
+        self.enforced.truncate(enforced);
         self.bound[v as usize] = outer;
         r?;
         out.push(Stmt::For { var, extent, kind: LoopKind::Serial, body });
@@ -165,17 +171,7 @@ impl<'a> Emitter<'a> {
     /// `v + y >= z` (start `z - y`).
     fn bounds(&mut self, v: u32, out: &mut Vec<Stmt>) -> Result<(Option<Expr>, Option<Expr>), ScheduleError> {
         let Some(cond) = self.cond else { return Ok((None, None)) };
-        let mut conjuncts = Vec::new();
-        fn split<'c>(c: &'c Scalar, out: &mut Vec<&'c Scalar>) {
-            match c {
-                Scalar::Apply(ScalarFn::And, a) => {
-                    split(&a[0], out);
-                    split(&a[1], out);
-                }
-                other => out.push(other),
-            }
-        }
-        split(cond, &mut conjuncts);
+        let conjuncts = conjuncts(cond);
         let bound = self.bound_set();
         let usable = |x: &Scalar| is_integer(x) && free_vars(x).iter().all(|u| *u != v && bound.contains(u));
         let is_v = |x: &Scalar| matches!(x, Scalar::Index(u) if *u == v);
@@ -184,6 +180,7 @@ impl<'a> Emitter<'a> {
             |old: Option<Expr>, new: Expr, op: IntOp| Some(old.map_or(new.clone(), |o| Expr::int(op, o, new)));
         for c in conjuncts {
             let Scalar::Apply(f, a) = c else { continue };
+            self.enforced.push(c.clone());
             match (f, &a[0], &a[1]) {
                 (ScalarFn::Le, x, y) if is_v(x) && usable(y) => {
                     let e = Expr::add(self.index(y, out)?, Expr::Int(1));
@@ -205,7 +202,9 @@ impl<'a> Emitter<'a> {
                     let e = Expr::int(IntOp::Sub, self.index(z, out)?, self.index(&s[1], out)?);
                     lo = tighter(lo, e, IntOp::Max);
                 }
-                _ => {}
+                _ => {
+                    self.enforced.pop();
+                }
             }
         }
         Ok((lo, hi))
@@ -235,6 +234,9 @@ impl<'a> Emitter<'a> {
         let free = free_vars(c);
         let bound = self.bound_set();
         if !free.is_subset(&bound) || !vars.iter().any(|v| free.contains(v)) {
+            return Ok(None);
+        }
+        if conjuncts(c).iter().all(|x| self.enforced.contains(x)) {
             return Ok(None);
         }
         Ok(Some(self.truth(c, out)?))
@@ -281,6 +283,16 @@ impl<'a> Emitter<'a> {
         let Scalar::Reduce { op, vars, body } = r else { unreachable!("only reductions are hoisted") };
         if *op == ReduceOp::Softmax {
             return Err(err("a softmax outside the reduction over its index"));
+        }
+        if let (ReduceOp::Sum, Some((inner, f, factor))) = (op, invariant_factor(body, vars)) {
+            // sum(x * c) = sum(x) * c: attention's `/ sqrt(d)` once per score,
+            // not once per product.
+            let inner = Scalar::Reduce { op: ReduceOp::Sum, vars: vars.clone(), body: Box::new(inner) };
+            let sum = self.reduced(&inner, out)?;
+            let factor = self.value(&factor, out)?;
+            let reg = self.reg();
+            out.push(Stmt::Set { reg, value: Expr::call(f, vec![sum, factor]) });
+            return Ok(reg);
         }
         self.hoist(body, out)?;
         let acc = self.reg();
@@ -362,6 +374,35 @@ impl<'a> Emitter<'a> {
         })
     }
 
+    /// The values an integer index expression can take, where its loop indices'
+    /// extents are known (`None`: unknown).
+    fn range(&self, e: &Scalar) -> Option<(i64, i64)> {
+        Some(match e {
+            Scalar::Const(c) if c.fract() == 0.0 => (*c as i64, *c as i64),
+            Scalar::Index(v) => (0, self.loop_vars[*v as usize].extent.known()? - 1),
+            Scalar::Apply(f @ (ScalarFn::Add | ScalarFn::Sub | ScalarFn::Mul), a) => {
+                let ((a0, a1), (b0, b1)) = (self.range(&a[0])?, self.range(&a[1])?);
+                match f {
+                    ScalarFn::Add => (a0 + b0, a1 + b1),
+                    ScalarFn::Sub => (a0 - b1, a1 - b0),
+                    _ => {
+                        let p = [a0 * b0, a0 * b1, a1 * b0, a1 * b1];
+                        (*p.iter().min()?, *p.iter().max()?)
+                    }
+                }
+            }
+            // Index division floors (Euclidean), monotone for a positive divisor.
+            Scalar::Apply(ScalarFn::Div, a) => match (self.range(&a[0])?, &a[1]) {
+                ((lo, hi), Scalar::Const(c)) if *c >= 1.0 && c.fract() == 0.0 => {
+                    let c = *c as i64;
+                    (lo.div_euclid(c), hi.div_euclid(c))
+                }
+                _ => return None,
+            },
+            _ => return None,
+        })
+    }
+
     /// Element offset of `indices` in a row-major `shape`, clamped into range,
     /// and the condition that they were in range (`None`: always).
     fn offset(
@@ -377,8 +418,8 @@ impl<'a> Emitter<'a> {
             let at = self.index(ix, out)?;
             let safe = match ix {
                 Scalar::Index(v) => self.loop_vars[*v as usize].extent == *d,
-                Scalar::Const(c) => (*c as i64) >= 0 && d.known().is_some_and(|n| (*c as i64) < n),
-                _ => false,
+                // A grouped head's `h / g`: in range whatever `h` is.
+                _ => d.known().zip(self.range(ix)).is_some_and(|(n, (lo, hi))| lo >= 0 && hi < n),
             };
             let at = if safe {
                 at
@@ -499,6 +540,29 @@ impl<'a> Emitter<'a> {
         let reg = self.reduction(r, out)?;
         self.cache.push((r.clone(), reg));
         Ok(Expr::Reg(reg))
+    }
+}
+
+/// The terms of a conjunction `a && b && ...`.
+fn conjuncts(c: &Scalar) -> Vec<&Scalar> {
+    match c {
+        Scalar::Apply(ScalarFn::And, a) => {
+            let mut out = conjuncts(&a[0]);
+            out.extend(conjuncts(&a[1]));
+            out
+        }
+        other => vec![other],
+    }
+}
+
+/// `x * c`, `c * x` or `x / c` with `c` free of `vars`: `(x, Mul or Div, c)`.
+fn invariant_factor(body: &Scalar, vars: &[u32]) -> Option<(Scalar, ScalarFn, Scalar)> {
+    let free = |x: &Scalar| free_vars(x).iter().all(|v| !vars.contains(v));
+    match body {
+        Scalar::Apply(ScalarFn::Mul, a) if free(&a[1]) => Some((a[0].clone(), ScalarFn::Mul, a[1].clone())),
+        Scalar::Apply(ScalarFn::Mul, a) if free(&a[0]) => Some((a[1].clone(), ScalarFn::Mul, a[0].clone())),
+        Scalar::Apply(ScalarFn::Div, a) if free(&a[1]) => Some((a[0].clone(), ScalarFn::Div, a[1].clone())),
+        _ => None,
     }
 }
 

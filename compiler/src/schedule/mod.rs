@@ -1,9 +1,10 @@
 //! Scheduling: a fused graph (parallel or step) to the kernel IR.
 //!
 //! Builtins become generics first (`decompose`), so what remains is four kinds of
-//! work: `linear` is a GEMM call, `reshape` an alias, `generic` and `attention` a
-//! kernel whose grid covers the result's rows, `scan` a kernel whose grid covers
-//! independent sequences and whose steps run in order inside (`emit`). Every value
+//! work: `linear` is a GEMM call (a parallel `fftconv` a long-convolution call),
+//! `reshape` an alias, `generic` and `attention` a kernel whose grid covers the
+//! result's rows, `scan` a kernel whose grid covers independent sequences and
+//! whose steps run in order inside (`emit`). Every value
 //! gets a buffer; the runtime reuses temp buffers by their lifetimes
 //! (`KernelModule::lifetimes`).
 
@@ -127,6 +128,14 @@ impl Scheduler<'_> {
                 let c = self.define(r0, Role::Temp);
                 self.m.launches.push(Launch::Gemm { m, n, k, a, b, bias, c });
             }
+            Op::FftConv => {
+                let x = &self.g.ty(node.operands[0]).shape;
+                let (batch, len, channels) = (self.dim(&x[0]), self.dim(&x[1]), self.dim(&x[2]));
+                let taps = self.dim(&self.g.ty(node.operands[1]).shape[0]);
+                let (x, k) = (self.buf(node.operands[0]), self.buf(node.operands[1]));
+                let y = self.define(r0, Role::Temp);
+                self.m.launches.push(Launch::CausalConv { batch, len, channels, taps, x, k, y });
+            }
             Op::Generic(gen) | Op::Attention(gen) => {
                 let mut values = node.operands.clone();
                 values.push(r0);
@@ -174,6 +183,8 @@ impl Scheduler<'_> {
         regs: u32,
         args: Vec<BufId>,
     ) {
+        let mut vars = vars;
+        crate::ir::kernel::hoist::hoist(&mut body, &mut vars);
         // Four f32 lanes: what every CPU backend has (128-bit vectors).
         crate::ir::kernel::vector::mark(&mut body, 4);
         self.m.kernels.push(Kernel { name, params, grid_var: Var(0), body, vars, regs, scratch: None });

@@ -32,6 +32,13 @@ pub fn run(m: &KernelModule, dims: &[i64], mem: &mut Memory) {
             Launch::Fill { buf, value } => {
                 mem.buffers[root(buf.0 as usize)].iter_mut().for_each(|x| *x = *value as f32)
             }
+            Launch::CausalConv { batch, len, channels, taps, x, k, y } => {
+                let [batch, len, channels, taps] = [batch, len, channels, taps].map(|e| int(e, dims) as usize);
+                let (x, k, y) = (root(x.0 as usize), root(k.0 as usize), root(y.0 as usize));
+                let mut out = vec![0f32; batch * len * channels];
+                super::longconv::direct(batch, len, channels, taps, &mem.buffers[x], &mem.buffers[k], &mut out);
+                mem.buffers[y] = out;
+            }
             Launch::Gemm { m: rows, n, k, a, b, bias, c } => {
                 let (rows, n, k) = (int(rows, dims) as usize, int(n, dims) as usize, int(k, dims) as usize);
                 let (a, b, c) = (root(a.0 as usize), root(b.0 as usize), root(c.0 as usize));

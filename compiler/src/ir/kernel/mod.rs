@@ -14,6 +14,8 @@
 //! `bool`, and [`Expr::ty`] gives each.
 
 pub mod eval;
+pub mod hoist;
+pub mod longconv;
 pub mod print;
 pub mod vector;
 
@@ -58,6 +60,10 @@ pub enum Launch {
     Gemm { m: Expr, n: Expr, k: Expr, a: BufId, b: BufId, bias: Option<BufId>, c: BufId },
     /// Every element of `buf` set to `value`.
     Fill { buf: BufId, value: f64 },
+    /// A long causal convolution along the second axis, channel by channel:
+    /// `y[b, l, d] = sum_{t <= l, t < taps} k[t, d] * x[b, l - t, d]` (a library
+    /// call; [`longconv`] says how it runs).
+    CausalConv { batch: Expr, len: Expr, channels: Expr, taps: Expr, x: BufId, k: BufId, y: BufId },
 }
 
 /// A loop nest over buffer parameters `0..params`.
@@ -287,6 +293,7 @@ impl KernelModule {
                     }
                 }
                 Launch::Fill { buf, .. } => touch(*buf, at),
+                Launch::CausalConv { x, k, y, .. } => [*x, *k, *y].into_iter().for_each(|b| touch(b, at)),
             }
         }
         let end = self.launches.len();

@@ -37,6 +37,17 @@ pub fn print(m: &KernelModule) -> String {
                 )
             }
             Launch::Fill { buf, value } => format!("b{} = fill {value:?}", buf.0),
+            Launch::CausalConv { batch, len, channels, taps, x, k, y } => format!(
+                "b{} = causal_conv b{}[{}, {}, {}] * b{}[{}, {}]",
+                y.0,
+                x.0,
+                expr(batch, dims),
+                expr(len, dims),
+                expr(channels, dims),
+                k.0,
+                expr(taps, dims),
+                expr(channels, dims)
+            ),
         };
         let _ = writeln!(out, "    {line}");
     }
