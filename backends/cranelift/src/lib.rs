@@ -14,7 +14,7 @@ mod math;
 mod simd;
 
 use cranelift_codegen::ir::condcodes::{FloatCC, IntCC};
-use cranelift_codegen::ir::{types, AbiParam, FuncRef, InstBuilder, MemFlagsData, Value};
+use cranelift_codegen::ir::{types, AbiParam, FuncRef, InstBuilder, InstructionData, MemFlagsData, Opcode, Value, ValueDef};
 use cranelift_codegen::settings::{self, Configurable};
 use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext, Variable};
 use cranelift_jit::{JITBuilder, JITModule};
@@ -314,6 +314,9 @@ impl<'a, 'b> Gen<'a, 'b> {
             }
             Expr::Int2(op, a, b) => {
                 let (x, y) = (self.expr(a), self.expr(b));
+                if let (Some(p), Some(q)) = (self.constant(x), self.constant(y)) {
+                    return self.b.ins().iconst(types::I64, fold_int(*op, p, q));
+                }
                 let ins = self.b.ins();
                 match op {
                     IntOp::Add => ins.iadd(x, y),
@@ -342,6 +345,17 @@ impl<'a, 'b> Gen<'a, 'b> {
                     };
                     self.b.ins().fcmp(cc, x, y)
                 } else {
+                    if let (Some(p), Some(q)) = (self.constant(x), self.constant(y)) {
+                        let holds = match op {
+                            CmpOp::Lt => p < q,
+                            CmpOp::Le => p <= q,
+                            CmpOp::Gt => p > q,
+                            CmpOp::Ge => p >= q,
+                            CmpOp::Eq => p == q,
+                            CmpOp::Ne => p != q,
+                        };
+                        return self.b.ins().iconst(types::I8, i64::from(holds));
+                    }
                     let cc = match op {
                         CmpOp::Lt => IntCC::SignedLessThan,
                         CmpOp::Le => IntCC::SignedLessThanOrEqual,
@@ -355,19 +369,38 @@ impl<'a, 'b> Gen<'a, 'b> {
             }
             Expr::And(a, b) => {
                 let (x, y) = (self.expr(a), self.expr(b));
-                self.b.ins().band(x, y)
+                match (self.constant(x), self.constant(y)) {
+                    (Some(0), _) | (_, Some(1)) => x,
+                    (Some(1), _) | (_, Some(0)) => y,
+                    _ => self.b.ins().band(x, y),
+                }
             }
             Expr::Or(a, b) => {
                 let (x, y) = (self.expr(a), self.expr(b));
-                self.b.ins().bor(x, y)
+                match (self.constant(x), self.constant(y)) {
+                    (Some(1), _) | (_, Some(0)) => x,
+                    (Some(0), _) | (_, Some(1)) => y,
+                    _ => self.b.ins().bor(x, y),
+                }
             }
             Expr::Not(a) => {
                 let x = self.expr(a);
-                self.b.ins().bxor_imm_u(x, 1)
+                match self.constant(x) {
+                    Some(c) => self.b.ins().iconst(types::I8, i64::from(c == 0)),
+                    None => self.b.ins().bxor_imm_u(x, 1),
+                }
             }
             Expr::Select(c, a, b) => {
-                let (c, x, y) = (self.expr(c), self.expr(a), self.expr(b));
-                self.b.ins().select(c, x, y)
+                let c = self.expr(c);
+                match self.constant(c) {
+                    // An unrolled copy knows its branch: only that side is emitted.
+                    Some(0) => self.expr(b),
+                    Some(_) => self.expr(a),
+                    None => {
+                        let (x, y) = (self.expr(a), self.expr(b));
+                        self.b.ins().select(c, x, y)
+                    }
+                }
             }
             Expr::ToFloat(a) => {
                 let x = self.expr(a);
@@ -377,6 +410,17 @@ impl<'a, 'b> Gen<'a, 'b> {
                 let x = self.expr(a);
                 self.b.ins().fcvt_to_sint_sat(types::I64, x)
             }
+        }
+    }
+
+    /// The value of an integer constant (Cranelift's optimiser is off, so
+    /// unrolled copies fold their index arithmetic here).
+    fn constant(&self, v: Value) -> Option<i64> {
+        let dfg = &self.b.func.dfg;
+        let ValueDef::Result(inst, _) = dfg.value_def(v) else { return None };
+        match dfg.insts[inst] {
+            InstructionData::UnaryImm { opcode: Opcode::Iconst, imm } => Some(imm.bits()),
+            _ => None,
         }
     }
 
@@ -472,5 +516,20 @@ impl<'a, 'b> Gen<'a, 'b> {
     fn max(&mut self, x: Value, y: Value) -> Value {
         let gt = self.b.ins().fcmp(FloatCC::GreaterThan, x, y);
         self.b.ins().select(gt, x, y)
+    }
+}
+
+/// Integer arithmetic on constants, as the generated code computes it
+/// (Euclidean division; a zero divisor gives 0).
+fn fold_int(op: IntOp, p: i64, q: i64) -> i64 {
+    match op {
+        IntOp::Add => p.wrapping_add(q),
+        IntOp::Sub => p.wrapping_sub(q),
+        IntOp::Mul => p.wrapping_mul(q),
+        IntOp::Min => p.min(q),
+        IntOp::Max => p.max(q),
+        IntOp::Div if q != 0 => p.div_euclid(q),
+        IntOp::Rem if q != 0 => p.rem_euclid(q),
+        IntOp::Div | IntOp::Rem => 0,
     }
 }
