@@ -14,7 +14,9 @@ mod math;
 mod simd;
 
 use cranelift_codegen::ir::condcodes::{FloatCC, IntCC};
-use cranelift_codegen::ir::{types, AbiParam, FuncRef, InstBuilder, InstructionData, MemFlagsData, Opcode, Value, ValueDef};
+use cranelift_codegen::ir::{
+    types, AbiParam, FuncRef, InstBuilder, InstructionData, MemFlagsData, Opcode, Value, ValueDef,
+};
 use cranelift_codegen::settings::{self, Configurable};
 use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext, Variable};
 use cranelift_jit::{JITBuilder, JITModule};
@@ -465,57 +467,12 @@ impl<'a, 'b> Gen<'a, 'b> {
     }
 
     fn call(&mut self, f: ScalarFn, x: &[Value]) -> Value {
-        match f {
-            ScalarFn::Add => self.b.ins().fadd(x[0], x[1]),
-            ScalarFn::Sub => self.b.ins().fsub(x[0], x[1]),
-            ScalarFn::Mul => self.b.ins().fmul(x[0], x[1]),
-            ScalarFn::Div => self.b.ins().fdiv(x[0], x[1]),
-            ScalarFn::Neg => self.b.ins().fneg(x[0]),
-            ScalarFn::Abs => self.b.ins().fabs(x[0]),
-            ScalarFn::Sqrt => self.b.ins().sqrt(x[0]),
-            ScalarFn::Rsqrt => {
-                let s = self.b.ins().sqrt(x[0]);
-                let one = self.b.ins().f32const(1.0);
-                self.b.ins().fdiv(one, s)
-            }
-            ScalarFn::Max => self.max(x[0], x[1]),
-            ScalarFn::Min => {
-                // `x < y ? x : y`, NaN-free like the interpreter's f64::min on numbers.
-                let lt = self.b.ins().fcmp(FloatCC::LessThan, x[0], x[1]);
-                self.b.ins().select(lt, x[0], x[1])
-            }
-            ScalarFn::Relu => {
-                let zero = self.b.ins().f32const(0.0);
-                self.max(x[0], zero)
-            }
-            ScalarFn::Exp => math::exp(self.b, x[0]),
-            ScalarFn::Sigmoid => {
-                // 1 / (1 + exp(-x)).
-                let neg = self.b.ins().fneg(x[0]);
-                let e = math::exp(self.b, neg);
-                let one = self.b.ins().f32const(1.0);
-                let den = self.b.ins().fadd(one, e);
-                self.b.ins().fdiv(one, den)
-            }
-            ScalarFn::Silu => {
-                let neg = self.b.ins().fneg(x[0]);
-                let e = math::exp(self.b, neg);
-                let one = self.b.ins().f32const(1.0);
-                let den = self.b.ins().fadd(one, e);
-                self.b.ins().fdiv(x[0], den)
-            }
-            other => {
-                let name = math::host_name(other).expect("every other function has a host implementation");
-                let call = self.b.ins().call(self.host[name], x);
-                self.b.inst_results(call)[0]
-            }
+        if let Some(v) = math::inline(self.b, f, x, false) {
+            return v;
         }
-    }
-
-    /// `x > y ? x : y` (an accumulator starting at -inf takes the first value).
-    fn max(&mut self, x: Value, y: Value) -> Value {
-        let gt = self.b.ins().fcmp(FloatCC::GreaterThan, x, y);
-        self.b.ins().select(gt, x, y)
+        let name = math::host_name(f).expect("every other function has a host implementation");
+        let call = self.b.ins().call(self.host[name], x);
+        self.b.inst_results(call)[0]
     }
 }
 

@@ -219,51 +219,19 @@ impl Gen<'_, '_> {
         }
     }
 
-    /// An element function on `f32x4` values.
+    /// An element function on `f32x4` values: inline, or lane by lane through
+    /// the host.
     fn call_x4(&mut self, f: ScalarFn, x: &[Value]) -> Value {
-        let splat = |g: &mut Self, v: f32| {
-            let s = g.b.ins().f32const(v);
-            g.b.ins().splat(types::F32X4, s)
-        };
-        match f {
-            ScalarFn::Add => self.b.ins().fadd(x[0], x[1]),
-            ScalarFn::Sub => self.b.ins().fsub(x[0], x[1]),
-            ScalarFn::Mul => self.b.ins().fmul(x[0], x[1]),
-            ScalarFn::Div => self.b.ins().fdiv(x[0], x[1]),
-            ScalarFn::Neg => self.b.ins().fneg(x[0]),
-            ScalarFn::Abs => self.b.ins().fabs(x[0]),
-            ScalarFn::Sqrt => self.b.ins().sqrt(x[0]),
-            ScalarFn::Rsqrt => {
-                let s = self.b.ins().sqrt(x[0]);
-                let one = splat(self, 1.0);
-                self.b.ins().fdiv(one, s)
-            }
-            ScalarFn::Max => self.pick_f(FloatCC::GreaterThan, x[0], x[1]),
-            ScalarFn::Min => self.pick_f(FloatCC::LessThan, x[0], x[1]),
-            ScalarFn::Relu => {
-                let zero = splat(self, 0.0);
-                self.pick_f(FloatCC::GreaterThan, x[0], zero)
-            }
-            ScalarFn::Exp => math::exp_x4(self.b, x[0]),
-            ScalarFn::Sigmoid | ScalarFn::Silu => {
-                let neg = self.b.ins().fneg(x[0]);
-                let e = math::exp_x4(self.b, neg);
-                let one = splat(self, 1.0);
-                let den = self.b.ins().fadd(one, e);
-                let num = if f == ScalarFn::Silu { x[0] } else { one };
-                self.b.ins().fdiv(num, den)
-            }
-            other => {
-                // Lane by lane through the scalar path.
-                let zero = self.b.ins().f32const(0.0);
-                let mut out = self.b.ins().splat(types::F32X4, zero);
-                for lane in 0..LANES as u8 {
-                    let args: Vec<Value> = x.iter().map(|v| self.b.ins().extractlane(*v, lane)).collect();
-                    let y = self.call(other, &args);
-                    out = self.b.ins().insertlane(out, y, lane);
-                }
-                out
-            }
+        if let Some(v) = math::inline(self.b, f, x, true) {
+            return v;
         }
+        let zero = self.b.ins().f32const(0.0);
+        let mut out = self.b.ins().splat(types::F32X4, zero);
+        for lane in 0..LANES as u8 {
+            let args: Vec<Value> = x.iter().map(|v| self.b.ins().extractlane(*v, lane)).collect();
+            let y = self.call(f, &args);
+            out = self.b.ins().insertlane(out, y, lane);
+        }
+        out
     }
 }

@@ -81,3 +81,69 @@ fn vector_loops_match_scalar_ones_with_a_tail() {
         }
     }
 }
+
+/// Every inline element function against the interpreter's f64 definition, on
+/// inputs across its range, in vector loops and in scalar code: within `ulps`
+/// units in the last place of the result, plus `abs` (for `gelu`, whose `erf`
+/// is an absolute approximation).
+#[test]
+fn inline_element_functions_are_accurate_in_both_forms() {
+    let cases: &[(ScalarFn, &str, f64, f64, &[f32])] = &[
+        (ScalarFn::Exp, "exp", 2.0, 0.0, &[-87.0, 87.0]),
+        (ScalarFn::Log, "log", 2.0, 0.0, &[1e-30, 1e30]),
+        (ScalarFn::Log1p, "log1p", 4.0, 0.0, &[-0.999, 1e6]),
+        (ScalarFn::Tanh, "tanh", 4.0, 0.0, &[-12.0, 12.0]),
+        (ScalarFn::Sigmoid, "sigmoid", 4.0, 0.0, &[-80.0, 80.0]),
+        (ScalarFn::Silu, "silu", 4.0, 0.0, &[-80.0, 80.0]),
+        (ScalarFn::Softplus, "softplus", 4.0, 0.0, &[-80.0, 80.0]),
+        (ScalarFn::Gelu, "gelu", 4.0, 2e-7, &[-10.0, 10.0]),
+    ];
+    let n = 4001usize;
+    for &(f, name, ulps, abs, range) in cases {
+        let (lo, hi) = (range[0] as f64, range[1] as f64);
+        // Geometric spacing for positive ranges spanning decades, else linear
+        // (with the small values near 0 where series and cancellation meet).
+        let x: Vec<f32> = (0..n)
+            .map(|i| {
+                let t = i as f64 / (n - 1) as f64;
+                if lo > 0.0 {
+                    (lo * (hi / lo).powf(t)) as f32
+                } else {
+                    let v = lo + (hi - lo) * t;
+                    if i % 2 == 0 {
+                        v as f32
+                    } else {
+                        (v * 1e-3) as f32
+                    }
+                }
+            })
+            .collect();
+        let load = Expr::Load { param: 0, index: Box::new(Expr::Var(Var(1))) };
+        let vector = module(n as i64, Expr::call(f, vec![load.clone()]));
+        assert!(matches!(vector.kernels[0].body[0], Stmt::For { kind: LoopKind::Vector(4), .. }));
+        // Reading the index as a value keeps the loop scalar.
+        let unvectorized = Expr::call(
+            ScalarFn::Add,
+            vec![load, Expr::call(ScalarFn::Mul, vec![Expr::ToFloat(Box::new(Expr::Var(Var(1)))), Expr::Float(0.0)])],
+        );
+        let scalar = module(n as i64, Expr::call(f, vec![unvectorized]));
+        assert!(matches!(scalar.kernels[0].body[0], Stmt::For { kind: LoopKind::Serial, .. }));
+        for (form, m) in [("vector", vector), ("scalar", scalar)] {
+            let code = seqc_cranelift::compile(&m).unwrap();
+            let mut out = vec![0f32; n];
+            let ptrs = [x.as_ptr() as *mut f32, out.as_mut_ptr()];
+            // SAFETY: two buffers of `n` elements, as the kernel expects.
+            unsafe { code.kernels[0](ptrs.as_ptr(), [1i64].as_ptr(), 0, 1) };
+            for (xi, got) in x.iter().zip(&out) {
+                let want = seqc_compiler::sema::consts::apply(name, &[*xi as f64]);
+                let tol = ulps * f64::from(f32::EPSILON) * want.abs() + abs * f64::from(xi.abs()).max(1.0);
+                let tol = tol.max(f64::from(f32::MIN_POSITIVE));
+                assert!(
+                    (f64::from(*got) - want).abs() <= tol,
+                    "{name} ({form}) at {xi:e}: {got:e}, want {want:e} (error {:e})",
+                    (f64::from(*got) - want).abs()
+                );
+            }
+        }
+    }
+}

@@ -247,7 +247,7 @@ pub fn erf(x: f64) -> f64 {
             term *= -x2 / n;
             let add = term / (2.0 * n + 1.0);
             sum += add;
-            if add.abs() < 1e-17 * sum.abs() {
+            if add.abs() <= 1e-17 * sum.abs() {
                 break;
             }
         }
@@ -278,6 +278,15 @@ pub fn erf(x: f64) -> f64 {
 mod tests {
     use super::*;
     use crate::diag::FileId;
+
+    #[test]
+    fn erf_terminates_at_zero_and_is_odd() {
+        // The series once looped forever at 0 (its stopping test was relative).
+        assert_eq!(erf(0.0), 0.0);
+        assert_eq!(erf(-0.0), 0.0);
+        assert!((erf(0.5) - 0.520_499_877_813_046_5).abs() < 1e-15);
+        assert_eq!(erf(-1.3), -erf(1.3));
+    }
 
     fn eval_str(src: &str) -> Result<Const, Code> {
         let e = crate::syntax::parse_expr(FileId(0), src).map_err(|d| d[0].code)?;
