@@ -93,3 +93,31 @@ fn case_kernel_snapshots() {
         insta::assert_snapshot!(print(&schedule(&m.graph).unwrap()));
     });
 }
+
+/// The kernel IR of every example at its small config (parallel mode), as
+/// `seqc compile FILE --target cpu --emit kernel` prints it.
+#[test]
+fn example_kernel_snapshots() {
+    for (file, config) in common::SMALL {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("dsl-examples").join(file);
+        let (_, r) = driver::check_bytes(file, &std::fs::read(path).unwrap(), config);
+        let Ok(Checked::Model(mut m)) = r else { panic!("{file} checks") };
+        seqc_compiler::passes::run_until(&mut m.graph, None).unwrap();
+        insta::assert_snapshot!(format!("example_kernel@{file}"), print(&schedule(&m.graph).unwrap()));
+    }
+}
+
+/// The Cranelift IR of two small cases (a scan with hoisted invariants, and
+/// windowed reductions with shifted reads), as `--emit clif` prints it: what
+/// the backend hands Cranelift, before Cranelift compiles it.
+#[test]
+fn case_clif_snapshots() {
+    for case in ["licm.seq", "shifted_reads.seq"] {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/cases").join(case);
+        let (_, r) = driver::check_bytes(case, &std::fs::read(path).unwrap(), "");
+        let Ok(Checked::Model(mut m)) = r else { panic!("{case} checks") };
+        seqc_compiler::passes::run_until(&mut m.graph, None).unwrap();
+        let clif = seqc_cranelift::clif(&schedule(&m.graph).unwrap()).unwrap();
+        insta::assert_snapshot!(format!("clif@{case}"), clif);
+    }
+}

@@ -108,7 +108,8 @@ fn define_all(
     unary.returns.push(AbiParam::new(types::F32));
     let mut binary = unary.clone();
     binary.params.push(AbiParam::new(types::F32));
-    let mut host = HashMap::new();
+    // In a fixed order, so `--emit clif` is the same on every run.
+    let mut host = std::collections::BTreeMap::new();
     for (name, _) in math::HOST_FUNCTIONS {
         let s = if *name == "seqc_pow" { &binary } else { &unary };
         host.insert(*name, module.declare_function(name, Linkage::Import, s).map_err(fail)?);

@@ -1,10 +1,12 @@
-//! linear-recurrence: marks each scan state whose update is `h = a * h + b` (or
-//! the dense `h[i] = b[i] + sum[j] a[i, j] * h[j]`) with `a` and `b` free of states
-//! as linear, and as time-invariant when `a` does not depend on the scan index
-//! (S4D: it can then run as a convolution).
+//! linear-recurrence: marks each scan state whose update is affine in the states
+//! as linear: `h = a * h + b`, the dense `h[i] = b[i] + sum[j] a[i, j] * h[j]`, or
+//! coupled states (a complex state as its real and imaginary parts, `hr = ar * hr
+//! - ai * hi + br * u`), with every coefficient and `b` free of states; and as
+//! time-invariant when no coefficient depends on the scan index (S4D: it can then
+//! run as a convolution).
 //!
 //! After: `state h[B, 128, 16] = 0 linear`
-//! Invariant: a state marked linear has exactly that update form.
+//! Invariant: a state marked linear has an update of that form.
 
 use crate::ir::ops::{Recurrence, ScanStmt};
 use crate::ir::{Graph, Op, Scalar, ScalarFn};
@@ -29,39 +31,43 @@ fn classify(u: &ScanStmt, axis: u32) -> Recurrence {
         return Recurrence::Nonlinear;
     }
     let terms = sum_terms(&u.body);
-    let mut a: Option<&Scalar> = None;
+    let mut coefficients: Vec<&Scalar> = Vec::new();
     for t in &terms {
-        match coefficient(t, u) {
-            Some(c) if a.is_none() => a = Some(c),
-            Some(_) => return Recurrence::Nonlinear,
+        match coefficient(t) {
+            Some(c) => coefficients.push(c),
             None if t.reads_state() => return Recurrence::Nonlinear,
             None => {}
         }
     }
-    match a {
-        Some(a) => Recurrence::Linear { time_invariant: !a.mentions(axis) },
-        None => Recurrence::Nonlinear,
+    let own = |e: &Scalar| matches!(e, Scalar::State { state, .. } if *state == u.target);
+    if !u.body.any(&own) {
+        return Recurrence::Nonlinear;
     }
+    Recurrence::Linear { time_invariant: coefficients.iter().all(|a| !a.mentions(axis)) }
 }
 
-/// The terms of a top-level sum.
+/// The terms of a top-level sum or difference (signs do not matter here).
 fn sum_terms(e: &Scalar) -> Vec<&Scalar> {
     match e {
-        Scalar::Apply(ScalarFn::Add, a) => sum_terms(&a[0]).into_iter().chain(sum_terms(&a[1])).collect(),
+        Scalar::Apply(ScalarFn::Add | ScalarFn::Sub, a) => {
+            sum_terms(&a[0]).into_iter().chain(sum_terms(&a[1])).collect()
+        }
+        Scalar::Apply(ScalarFn::Neg, a) => sum_terms(&a[0]),
         other => vec![other],
     }
 }
 
-/// For a term `a * h` (or `sum[j] a * h`, or `h`), the coefficient `a`, free of
-/// states; `None` when the term is not of that form.
-fn coefficient<'e>(t: &'e Scalar, u: &ScanStmt) -> Option<&'e Scalar> {
+/// For a term `a * h` (or `sum[j] a * h`, or `h`) with `h` any state, the
+/// coefficient `a`, free of states; `None` when the term is not of that form.
+fn coefficient(t: &Scalar) -> Option<&Scalar> {
     const ONE: &Scalar = &Scalar::Const(1.0);
-    let own = |e: &Scalar| matches!(e, Scalar::State { state, .. } if *state == u.target);
+    let state = |e: &Scalar| matches!(e, Scalar::State { .. });
     match t {
-        e if own(e) => Some(ONE),
-        Scalar::Apply(ScalarFn::Mul, x) if own(&x[1]) && !x[0].reads_state() => Some(&x[0]),
-        Scalar::Apply(ScalarFn::Mul, x) if own(&x[0]) && !x[1].reads_state() => Some(&x[1]),
-        Scalar::Reduce { op: ReduceOp::Sum, body, .. } => coefficient(body, u),
+        e if state(e) => Some(ONE),
+        Scalar::Apply(ScalarFn::Mul, x) if state(&x[1]) && !x[0].reads_state() => Some(&x[0]),
+        Scalar::Apply(ScalarFn::Mul, x) if state(&x[0]) && !x[1].reads_state() => Some(&x[1]),
+        Scalar::Apply(ScalarFn::Neg, x) => coefficient(&x[0]),
+        Scalar::Reduce { op: ReduceOp::Sum, body, .. } => coefficient(body),
         _ => None,
     }
 }
