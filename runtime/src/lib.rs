@@ -234,6 +234,44 @@ impl Model {
         Ok(self.named_outputs(outs, &dims))
     }
 
+    /// Runs a packed batch of sequences of different lengths: each input holds
+    /// them back to back, `[1, sum(lengths), ...]` (the layout varlen attention
+    /// kernels take); each output comes back packed the same way.
+    ///
+    /// The sequences run as one batch, right-padded to the longest. That is
+    /// exact because every model seqc compiles is causal (its step form exists,
+    /// so no position reads a later one): padding after a sequence's end never
+    /// reaches its positions. The padding's work is the price; sort requests by
+    /// length to keep it small.
+    pub fn forward_packed(&self, inputs: &[(&str, Tensor)], lengths: &[usize]) -> Result<Vec<(String, Tensor)>, Error> {
+        let total: usize = lengths.iter().sum();
+        for (name, t) in inputs {
+            if t.shape.len() < 2 || t.shape[0] != 1 || t.shape[1] != total {
+                return Err(Error::Input(format!(
+                    "packed input `{name}` has shape {:?}; expected [1, {total}, ...] (the lengths sum to {total})",
+                    t.shape
+                )));
+            }
+        }
+        if lengths.is_empty() {
+            return Err(Error::Input("a packed batch needs at least one sequence".into()));
+        }
+        if let Some(out) =
+            self.checked.outputs.iter().find(|o| o.ty.shape.get(1).map(|d| d.to_string()) != Some("L".into()))
+        {
+            return Err(Error::Input(format!(
+                "output `{}` is not per position ([B, L, ...]); it cannot be unpacked",
+                out.name
+            )));
+        }
+        seqc_compiler::passes::step_derivation::derive(&self.graph)
+            .map_err(|e| Error::Input(format!("packed batches need a causal model: {e}")))?;
+        let longest = lengths.iter().copied().max().unwrap_or(0);
+        let padded: Vec<(&str, Tensor)> = inputs.iter().map(|(n, t)| (*n, pad(t, lengths, longest))).collect();
+        let outs = self.forward(&padded)?;
+        Ok(outs.into_iter().map(|(n, t)| (n, unpad(&t, lengths))).collect())
+    }
+
     fn named_outputs(&self, outs: Vec<Vec<f32>>, dims: &HashMap<&str, usize>) -> Vec<(String, Tensor)> {
         self.checked
             .outputs
@@ -314,6 +352,35 @@ impl Model {
         }
         Ok(self.checked.outputs.iter().zip(rows).map(|(io, ys)| (io.name.clone(), join(&ys))).collect())
     }
+}
+
+/// A packed `[1, sum(lengths), ...]` tensor as `[n, longest, ...]`, each
+/// sequence right-padded with zeros (a valid token id, and never read).
+fn pad(x: &Tensor, lengths: &[usize], longest: usize) -> Tensor {
+    let inner: usize = x.shape[2..].iter().product();
+    let mut data = vec![0f32; lengths.len() * longest * inner];
+    let mut at = 0;
+    for (i, &len) in lengths.iter().enumerate() {
+        data[i * longest * inner..][..len * inner].copy_from_slice(&x.data[at * inner..(at + len) * inner]);
+        at += len;
+    }
+    let mut shape = x.shape.clone();
+    shape[0] = lengths.len();
+    shape[1] = longest;
+    Tensor::new(shape, data)
+}
+
+/// The valid positions of a padded `[n, longest, ...]` tensor, packed.
+fn unpad(x: &Tensor, lengths: &[usize]) -> Tensor {
+    let (longest, inner) = (x.shape[1], x.shape[2..].iter().product::<usize>());
+    let mut data = Vec::with_capacity(lengths.iter().sum::<usize>() * inner);
+    for (i, &len) in lengths.iter().enumerate() {
+        data.extend_from_slice(&x.data[i * longest * inner..][..len * inner]);
+    }
+    let mut shape = x.shape.clone();
+    shape[0] = 1;
+    shape[1] = lengths.iter().sum();
+    Tensor::new(shape, data)
 }
 
 /// Position `t` of a `[B, L, ...]` tensor, keeping the axis.
