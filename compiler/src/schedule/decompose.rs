@@ -72,10 +72,69 @@ impl Nest {
     }
 }
 
+/// A causal convolution (`conv1d` or a step graph's `fftconv`) as a generic over
+/// `out`, with output position `l` computed as the input's position `l + skip`
+/// (a step graph reads only the window's last rows: `skip` is the rows before).
+fn convolution(op: &Op, out: &[Dim], weight: &[Dim], skip: Option<Scalar>) -> Op {
+    let mut nest = Nest::over(out);
+    let pos = match skip {
+        Some(s) => ap(ScalarFn::Add, vec![ix(1), s]),
+        None => ix(1),
+    };
+    match op {
+        Op::Conv1d { bias } => {
+            // y[b, l, ch] = bias[ch] + sum[k] w[ch, 0, k] * x[b, l - (W - 1) + k, ch]
+            let width = weight[2].clone();
+            let k = nest.var("k", width.clone());
+            let src = ap(
+                ScalarFn::Add,
+                vec![ap(ScalarFn::Sub, vec![pos, ap(ScalarFn::Sub, vec![dim(&width), c(1.0)])]), ix(k)],
+            );
+            let tap = ap(ScalarFn::Mul, vec![ld(1, vec![ix(2), c(0.0), ix(k)]), ld(0, vec![ix(0), src, ix(2)])]);
+            let mut body = reduce(ReduceOp::Sum, k, tap);
+            if *bias {
+                body = ap(ScalarFn::Add, vec![body, ld(2, vec![ix(2)])]);
+            }
+            nest.generic(body)
+        }
+        _ => {
+            // y[b, l, d] = sum[t] k[t, d] * x[b, l - t, d]
+            let t = nest.var("t", weight[0].clone());
+            let src = ap(ScalarFn::Sub, vec![pos, ix(t)]);
+            let tap = ap(ScalarFn::Mul, vec![ld(1, vec![ix(t), ix(2)]), ld(0, vec![ix(0), src, ix(2)])]);
+            nest.generic(reduce(ReduceOp::Sum, t, tap))
+        }
+    }
+}
+
 /// Rewrites every builtin op of `g` (a parallel or a step graph) as a generic.
 pub fn decompose(g: &mut Graph) {
     let step = g.nodes.iter().any(|n| matches!(n.op, Op::StateInput { .. }));
     let mut nodes = std::mem::take(&mut g.nodes);
+    // A convolution read only through a tail (a step graph convolves its window
+    // and keeps the last row) computes just the tail's rows: the rest would be
+    // thrown away, and for a long filter it is most of the work.
+    let mut dead = vec![false; nodes.len()];
+    if step {
+        let mut uses = vec![0usize; g.types.len()];
+        nodes.iter().flat_map(|n| &n.operands).for_each(|o| uses[o.0 as usize] += 1);
+        g.outputs.iter().chain(&g.next_states).for_each(|(_, v)| uses[v.0 as usize] += 1);
+        for i in 0..nodes.len() {
+            let Op::Tail { axis: 1 } = nodes[i].op else { continue };
+            let v = nodes[i].operands[0];
+            let Some(j) = nodes.iter().position(|n| n.results.contains(&v)) else { continue };
+            if uses[v.0 as usize] != 1 || !matches!(nodes[j].op, Op::Conv1d { .. } | Op::FftConv) {
+                continue;
+            }
+            let full = g.types[v.0 as usize].shape.clone();
+            let out = g.types[nodes[i].results[0].0 as usize].shape.clone();
+            let weight = g.types[nodes[j].operands[1].0 as usize].shape.clone();
+            let skip = ap(ScalarFn::Sub, vec![dim(&full[1]), dim(&out[1])]);
+            nodes[i].op = convolution(&nodes[j].op, &out, &weight, Some(skip));
+            nodes[i].operands = nodes[j].operands.clone();
+            dead[j] = true;
+        }
+    }
     for node in &mut nodes {
         let shape = |k: usize| g.types[node.results[k].0 as usize].shape.clone();
         let operand_shape = |k: usize| g.types[node.operands[k].0 as usize].shape.clone();
@@ -104,31 +163,11 @@ pub fn decompose(g: &mut Graph) {
                 let scaled = ap(ScalarFn::Mul, vec![ap(ScalarFn::Mul, vec![centred, scale]), ld(1, vec![ix(r - 1)])]);
                 nest.generic(ap(ScalarFn::Add, vec![scaled, ld(2, vec![ix(r - 1)])]))
             }
-            Op::Conv1d { bias } => {
-                // y[b, l, ch] = bias[ch] + sum[k] w[ch, 0, k] * x[b, l - (W - 1) + k, ch]
-                let width = operand_shape(1)[2].clone();
-                let k = nest.var("k", width.clone());
-                let src = ap(
-                    ScalarFn::Add,
-                    vec![ap(ScalarFn::Sub, vec![ix(1), ap(ScalarFn::Sub, vec![dim(&width), c(1.0)])]), ix(k)],
-                );
-                let tap = ap(ScalarFn::Mul, vec![ld(1, vec![ix(2), c(0.0), ix(k)]), ld(0, vec![ix(0), src, ix(2)])]);
-                let mut body = reduce(ReduceOp::Sum, k, tap);
-                if *bias {
-                    body = ap(ScalarFn::Add, vec![body, ld(2, vec![ix(2)])]);
-                }
-                nest.generic(body)
-            }
+            Op::Conv1d { .. } => convolution(&node.op, &out, &operand_shape(1), None),
             // In parallel mode a library call (`Launch::CausalConv`): an FFT for
             // long filters. A step graph convolves its short window directly.
             Op::FftConv if !step => continue,
-            Op::FftConv => {
-                // y[b, l, d] = sum[t] k[t, d] * x[b, l - t, d]
-                let t = nest.var("t", operand_shape(1)[0].clone());
-                let src = ap(ScalarFn::Sub, vec![ix(1), ix(t)]);
-                let tap = ap(ScalarFn::Mul, vec![ld(1, vec![ix(t), ix(2)]), ld(0, vec![ix(0), src, ix(2)])]);
-                nest.generic(reduce(ReduceOp::Sum, t, tap))
-            }
+            Op::FftConv => convolution(&node.op, &out, &operand_shape(1), None),
             Op::Softmax => {
                 let (k, k2, k3) = (nest.var("k", last.clone()), nest.var("k", last.clone()), nest.var("k", last));
                 let max = |nest: &Nest, k| reduce(ReduceOp::Max, k, ld(0, nest.with_last(ix(k))));
@@ -195,7 +234,10 @@ pub fn decompose(g: &mut Graph) {
     }
     // A split becomes one generic per result.
     let origins = std::mem::take(&mut g.origins);
-    for (node, origin) in nodes.into_iter().zip(origins) {
+    for ((node, origin), dead) in nodes.into_iter().zip(origins).zip(dead) {
+        if dead {
+            continue;
+        }
         let Op::Split { sizes } = &node.op else {
             g.nodes.push(node);
             g.origins.push(origin);
