@@ -11,6 +11,13 @@ use seqc_compiler::ir::ScalarFn;
 
 const LANES: i64 = 4;
 
+/// A reduction's vector accumulator in a vector loop.
+struct Acc {
+    reg: seqc_compiler::ir::kernel::Reg,
+    op: ScalarFn,
+    acc: cranelift_frontend::Variable,
+}
+
 /// A value in a vector loop: the same for every lane, or one per lane.
 #[derive(Clone, Copy)]
 enum Lanes {
@@ -31,8 +38,64 @@ impl Gen<'_, '_> {
         let v = self.var(var.0);
         let zero = self.b.ins().iconst(types::I64, 0);
         self.b.def_var(v, zero);
-        let main_end = self.b.ins().band_imm_s(end, !(LANES - 1));
-        // One vector accumulator per reduction, starting at the op's identity.
+        // Reductions keep two sets of vector accumulators, taking alternate
+        // chunks of four lanes, so one chunk's adds do not wait on the last's
+        // (a dot product is bound by add latency otherwise).
+        let reduces = body.iter().any(|s| accumulation(s).is_some());
+        let sets = if reduces { 2 } else { 1 };
+        let accs: Vec<Vec<Acc>> = (0..sets).map(|_| self.accumulators(body)).collect();
+        let step = LANES * sets as i64;
+        let main_end = self.b.ins().band_imm_s(end, !(step - 1));
+        let (header, inner, exit) = (self.b.create_block(), self.b.create_block(), self.b.create_block());
+        self.b.ins().jump(header, &[]);
+        self.b.switch_to_block(header);
+        let i = self.b.use_var(v);
+        let more = self.b.ins().icmp(IntCC::SignedLessThan, i, main_end);
+        self.b.ins().brif(more, inner, &[], exit, &[]);
+        self.b.switch_to_block(inner);
+        for (k, set) in accs.iter().enumerate() {
+            let at = self.b.ins().iadd_imm_s(i, LANES * k as i64);
+            self.chunk(body, var, at, set);
+        }
+        let next = self.b.ins().iadd_imm_s(i, step);
+        self.b.def_var(v, next);
+        self.b.ins().jump(header, &[]);
+        self.b.switch_to_block(exit);
+        if sets == 2 {
+            // At most one more whole chunk, into the first set; then the sets merge.
+            let four_end = self.b.ins().band_imm_s(end, !(LANES - 1));
+            let i = self.b.use_var(v);
+            let fits = self.b.ins().icmp(IntCC::SignedLessThan, i, four_end);
+            let (last, done) = (self.b.create_block(), self.b.create_block());
+            self.b.ins().brif(fits, last, &[], done, &[]);
+            self.b.switch_to_block(last);
+            self.chunk(body, var, i, &accs[0]);
+            let next = self.b.ins().iadd_imm_s(i, LANES);
+            self.b.def_var(v, next);
+            self.b.ins().jump(done, &[]);
+            self.b.switch_to_block(done);
+            for (a, b) in accs[0].iter().zip(&accs[1]) {
+                let (x, y) = (self.b.use_var(a.acc), self.b.use_var(b.acc));
+                let merged = self.combine(a.op, x, y);
+                self.b.def_var(a.acc, merged);
+            }
+        }
+        // Fold the lanes into the scalar accumulators, then the tail.
+        for a in &accs[0] {
+            let x = self.b.use_var(a.acc);
+            let r = self.reg(a.reg.0);
+            let mut total = self.b.use_var(r);
+            for lane in 0..LANES as u8 {
+                let l = self.b.ins().extractlane(x, lane);
+                total = self.combine(a.op, total, l);
+            }
+            self.b.def_var(r, total);
+        }
+        self.counted_loop(var, end, body);
+    }
+
+    /// One vector accumulator per reduction of `body`, at the op's identity.
+    fn accumulators(&mut self, body: &[Stmt]) -> Vec<Acc> {
         let mut accs = Vec::new();
         for s in body {
             if let Some((reg, op, _)) = accumulation(s) {
@@ -45,17 +108,15 @@ impl Gen<'_, '_> {
                 let c = self.b.ins().f32const(identity);
                 let splat = self.b.ins().splat(types::F32X4, c);
                 self.b.def_var(acc, splat);
-                accs.push((reg, op, acc));
+                accs.push(Acc { reg, op, acc });
             }
         }
-        let (header, inner, exit) = (self.b.create_block(), self.b.create_block(), self.b.create_block());
-        self.b.ins().jump(header, &[]);
-        self.b.switch_to_block(header);
-        let i = self.b.use_var(v);
-        let more = self.b.ins().icmp(IntCC::SignedLessThan, i, main_end);
-        self.b.ins().brif(more, inner, &[], exit, &[]);
-        self.b.switch_to_block(inner);
-        let outer = self.overrides.insert(var.0, i);
+        accs
+    }
+
+    /// The body on the four lanes from index `at`, accumulating into `accs`.
+    fn chunk(&mut self, body: &[Stmt], var: Var, at: Value, accs: &[Acc]) {
+        let outer = self.overrides.insert(var.0, at);
         let mut k = 0;
         for s in body {
             match s {
@@ -69,7 +130,7 @@ impl Gen<'_, '_> {
                     let (_, op, e) = accumulation(s).expect("marked loops accumulate");
                     let x = self.lanes(e, var);
                     let x = self.widen(x);
-                    let acc = accs[k].2;
+                    let acc = accs[k].acc;
                     k += 1;
                     let a = self.b.use_var(acc);
                     let y = self.combine(op, a, x);
@@ -79,22 +140,6 @@ impl Gen<'_, '_> {
             }
         }
         self.restore(var.0, outer);
-        let next = self.b.ins().iadd_imm_s(i, LANES);
-        self.b.def_var(v, next);
-        self.b.ins().jump(header, &[]);
-        self.b.switch_to_block(exit);
-        // Fold the lanes into the scalar accumulators, then the tail.
-        for (reg, op, acc) in accs {
-            let a = self.b.use_var(acc);
-            let r = self.reg(reg.0);
-            let mut total = self.b.use_var(r);
-            for lane in 0..LANES as u8 {
-                let x = self.b.ins().extractlane(a, lane);
-                total = self.combine(op, total, x);
-            }
-            self.b.def_var(r, total);
-        }
-        self.counted_loop(var, end, body);
     }
 
     /// `a op b` for sum, max and min, on scalars or vectors alike.

@@ -147,3 +147,70 @@ fn inline_element_functions_are_accurate_in_both_forms() {
         }
     }
 }
+
+/// Vector reductions (two accumulator sets in the main loop, one more chunk,
+/// then a scalar tail) sum and take maxima exactly as the evaluator does, for
+/// every length around the chunk sizes.
+#[test]
+fn vector_reductions_cover_every_remainder() {
+    use seqc_compiler::ir::kernel::Reg;
+    for n in [2i64, 3, 4, 5, 7, 8, 9, 11, 12, 13, 16, 17, 23, 64] {
+        let x = || Expr::Load { param: 0, index: Box::new(Expr::Var(Var(1))) };
+        let acc =
+            |r: u32, f: ScalarFn, v: Expr| Stmt::Set { reg: Reg(r), value: Expr::call(f, vec![Expr::Reg(Reg(r)), v]) };
+        let mut body = vec![
+            Stmt::Set { reg: Reg(0), value: Expr::Float(0.0) },
+            Stmt::Set { reg: Reg(1), value: Expr::Float(f64::NEG_INFINITY) },
+            Stmt::For {
+                var: Var(1),
+                extent: Expr::Int(n),
+                kind: LoopKind::Serial,
+                body: vec![
+                    acc(0, ScalarFn::Add, x()),
+                    // Largest in the middle, so each chunk and the tail matter.
+                    acc(
+                        1,
+                        ScalarFn::Max,
+                        Expr::call(
+                            ScalarFn::Neg,
+                            vec![Expr::call(
+                                ScalarFn::Abs,
+                                vec![Expr::call(ScalarFn::Sub, vec![x(), Expr::Float((n / 2) as f64 + 0.25)])],
+                            )],
+                        ),
+                    ),
+                ],
+            },
+            Stmt::Store { param: 1, index: Expr::Int(0), value: Expr::Reg(Reg(0)) },
+            Stmt::Store { param: 1, index: Expr::Int(1), value: Expr::Reg(Reg(1)) },
+        ];
+        seqc_compiler::ir::kernel::vector::mark(&mut body, 4);
+        if n >= 4 {
+            assert!(matches!(body[2], Stmt::For { kind: LoopKind::Vector(4), .. }), "n = {n}");
+        }
+        let m = KernelModule {
+            name: "t".into(),
+            dims: vec!["B".into()],
+            buffers: vec![
+                Buffer { name: "x".into(), size: Expr::Int(n), role: Role::Input("x".into()) },
+                Buffer { name: "out".into(), size: Expr::Int(n), role: Role::Temp },
+            ],
+            kernels: vec![Kernel {
+                name: "k".into(),
+                params: 2,
+                grid_var: Var(0),
+                body,
+                vars: 2,
+                regs: 2,
+                scratch: None,
+            }],
+            launches: vec![Launch::Kernel { kernel: 0, grid: Expr::Int(1), args: vec![BufId(0), BufId(1)] }],
+            outputs: vec![("out".into(), BufId(1))],
+            next_states: vec![],
+        };
+        let (want, got) = both(&m, &[1]);
+        // Small integers: every order of summation is exact.
+        assert_eq!(got[..2], want[..2], "n = {n}");
+        assert_eq!(want[0], (n * (n - 1) / 2) as f32, "n = {n}: the oracle's sum");
+    }
+}
