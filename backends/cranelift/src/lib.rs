@@ -213,13 +213,7 @@ impl<'a, 'b> Gen<'a, 'b> {
     /// and Cranelift hoists them out of inner loops.
     fn counted_loop(&mut self, id: Var, end: Value, body: &[Stmt]) {
         let var = self.var(id.0);
-        let (header, inner, exit) = (self.b.create_block(), self.b.create_block(), self.b.create_block());
-        self.b.ins().jump(header, &[]);
-        self.b.switch_to_block(header);
-        let i = self.b.use_var(var);
-        let more = self.b.ins().icmp(IntCC::SignedLessThan, i, end);
-        self.b.ins().brif(more, inner, &[], exit, &[]);
-        self.b.switch_to_block(inner);
+        let (i, header, exit) = self.loop_head(var, end);
         let outer = self.overrides.insert(id.0, i);
         self.block(body);
         self.restore(id.0, outer);
@@ -227,6 +221,24 @@ impl<'a, 'b> Gen<'a, 'b> {
         self.b.def_var(var, next);
         self.b.ins().jump(header, &[]);
         self.b.switch_to_block(exit);
+    }
+
+    /// Opens a loop `while var < end`: jumps to a new header that tests it and
+    /// continues in the body. Returns the counter's value in the body, the
+    /// header (the back edge's target) and the exit block (not yet entered).
+    pub(crate) fn loop_head(
+        &mut self,
+        var: Variable,
+        end: Value,
+    ) -> (Value, cranelift_codegen::ir::Block, cranelift_codegen::ir::Block) {
+        let (header, inner, exit) = (self.b.create_block(), self.b.create_block(), self.b.create_block());
+        self.b.ins().jump(header, &[]);
+        self.b.switch_to_block(header);
+        let i = self.b.use_var(var);
+        let more = self.b.ins().icmp(IntCC::SignedLessThan, i, end);
+        self.b.ins().brif(more, inner, &[], exit, &[]);
+        self.b.switch_to_block(inner);
+        (i, header, exit)
     }
 
     /// Puts back what `overrides` held for `var` before.
@@ -349,15 +361,7 @@ impl<'a, 'b> Gen<'a, 'b> {
                     self.b.ins().fcmp(cc, x, y)
                 } else {
                     if let (Some(p), Some(q)) = (self.constant(x), self.constant(y)) {
-                        let holds = match op {
-                            CmpOp::Lt => p < q,
-                            CmpOp::Le => p <= q,
-                            CmpOp::Gt => p > q,
-                            CmpOp::Ge => p >= q,
-                            CmpOp::Eq => p == q,
-                            CmpOp::Ne => p != q,
-                        };
-                        return self.b.ins().iconst(types::I8, i64::from(holds));
+                        return self.b.ins().iconst(types::I8, i64::from(op.holds(p, q)));
                     }
                     let cc = match op {
                         CmpOp::Lt => IntCC::SignedLessThan,
@@ -477,17 +481,11 @@ impl<'a, 'b> Gen<'a, 'b> {
     }
 }
 
-/// Integer arithmetic on constants, as the generated code computes it
-/// (Euclidean division; a zero divisor gives 0).
+/// Integer arithmetic on constants, as the generated code computes it (a zero
+/// divisor gives 0, as `floor_div` emits for one).
 fn fold_int(op: IntOp, p: i64, q: i64) -> i64 {
     match op {
-        IntOp::Add => p.wrapping_add(q),
-        IntOp::Sub => p.wrapping_sub(q),
-        IntOp::Mul => p.wrapping_mul(q),
-        IntOp::Min => p.min(q),
-        IntOp::Max => p.max(q),
-        IntOp::Div if q != 0 => p.div_euclid(q),
-        IntOp::Rem if q != 0 => p.rem_euclid(q),
-        IntOp::Div | IntOp::Rem => 0,
+        IntOp::Div | IntOp::Rem if q == 0 => 0,
+        op => op.apply(p, q),
     }
 }

@@ -46,13 +46,7 @@ impl Gen<'_, '_> {
         let accs: Vec<Vec<Acc>> = (0..sets).map(|_| self.accumulators(body)).collect();
         let step = LANES * sets as i64;
         let main_end = self.b.ins().band_imm_s(end, !(step - 1));
-        let (header, inner, exit) = (self.b.create_block(), self.b.create_block(), self.b.create_block());
-        self.b.ins().jump(header, &[]);
-        self.b.switch_to_block(header);
-        let i = self.b.use_var(v);
-        let more = self.b.ins().icmp(IntCC::SignedLessThan, i, main_end);
-        self.b.ins().brif(more, inner, &[], exit, &[]);
-        self.b.switch_to_block(inner);
+        let (i, header, exit) = self.loop_head(v, main_end);
         for (k, set) in accs.iter().enumerate() {
             let at = self.b.ins().iadd_imm_s(i, LANES * k as i64);
             self.chunk(body, var, at, set);

@@ -3,7 +3,7 @@
 //! from a code generation bug (tests compare it with the graph interpreter and
 //! with the backends).
 
-use super::{CmpOp, Expr, IntOp, KernelModule, Launch, Role, Stmt};
+use super::{Expr, KernelModule, Launch, Role, Stmt};
 use crate::ir::scalar::apply_fn;
 use crate::ir::ScalarFn;
 
@@ -134,15 +134,7 @@ impl Frame<'_> {
             Expr::Dim(d) => self.dims[*d as usize],
             Expr::Int2(op, a, b) => {
                 let (a, b) = (self.int(a), self.int(b));
-                match op {
-                    IntOp::Add => a + b,
-                    IntOp::Sub => a - b,
-                    IntOp::Mul => a * b,
-                    IntOp::Div => a.div_euclid(b),
-                    IntOp::Rem => a.rem_euclid(b),
-                    IntOp::Min => a.min(b),
-                    IntOp::Max => a.max(b),
-                }
+                op.apply(a, b)
             }
             Expr::ToInt(x) => self.float(x) as i64,
             Expr::Select(c, a, b) => {
@@ -188,14 +180,7 @@ impl Frame<'_> {
                 } else {
                     (self.float(a) as f64, self.float(b) as f64)
                 };
-                match op {
-                    CmpOp::Lt => x < y,
-                    CmpOp::Le => x <= y,
-                    CmpOp::Gt => x > y,
-                    CmpOp::Ge => x >= y,
-                    CmpOp::Eq => x == y,
-                    CmpOp::Ne => x != y,
-                }
+                op.holds(x, y)
             }
             Expr::And(a, b) => self.bool(a) && self.bool(b),
             Expr::Or(a, b) => self.bool(a) || self.bool(b),

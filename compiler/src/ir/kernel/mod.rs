@@ -149,6 +149,22 @@ pub enum IntOp {
     Max,
 }
 
+impl IntOp {
+    /// The operation on values: what generated code computes and the
+    /// evaluator checks (a backend folding constants calls this too).
+    pub fn apply(self, a: i64, b: i64) -> i64 {
+        match self {
+            IntOp::Add => a.wrapping_add(b),
+            IntOp::Sub => a.wrapping_sub(b),
+            IntOp::Mul => a.wrapping_mul(b),
+            IntOp::Div => a.div_euclid(b),
+            IntOp::Rem => a.rem_euclid(b),
+            IntOp::Min => a.min(b),
+            IntOp::Max => a.max(b),
+        }
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum CmpOp {
     Lt,
@@ -157,6 +173,20 @@ pub enum CmpOp {
     Ge,
     Eq,
     Ne,
+}
+
+impl CmpOp {
+    /// Whether `a op b` holds.
+    pub fn holds<T: PartialOrd>(self, a: T, b: T) -> bool {
+        match self {
+            CmpOp::Lt => a < b,
+            CmpOp::Le => a <= b,
+            CmpOp::Gt => a > b,
+            CmpOp::Ge => a >= b,
+            CmpOp::Eq => a == b,
+            CmpOp::Ne => a != b,
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
