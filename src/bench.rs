@@ -16,6 +16,8 @@ pub struct Request {
     pub batch: usize,
     pub decode: bool,
     pub weights: Option<PathBuf>,
+    /// How the linear layers' weights are held.
+    pub precision: seqc_runtime::Precision,
     pub json: bool,
     pub iters: usize,
     /// Time spent parsing and checking, before `run`.
@@ -60,6 +62,7 @@ pub fn run(m: CheckedModel, req: Request) -> Result<(), String> {
         model.new_state(req.batch).map_err(|e| e.to_string())?;
     }
     let compile_ms = req.check_ms + start.elapsed().as_secs_f64() * 1e3;
+    let model = model.with_precision(req.precision);
     let model = match &req.weights {
         Some(p) => model.load_weights(p).map_err(|e| e.to_string())?,
         None => model.init_weights(0),

@@ -16,10 +16,12 @@ pub fn run(
     weights: &HashMap<String, Tensor>,
     inputs: &HashMap<String, Tensor>,
     step: bool,
+    precision: seqc_runtime::Precision,
 ) -> Result<Vec<(String, Tensor)>, String> {
     let order: Vec<String> = m.inputs.iter().map(|io| io.name.clone()).collect();
     let model = Model::from_checked(m)
         .map_err(|e| e.to_string())?
+        .with_precision(precision)
         .with_weights(weights.iter().map(|(k, t)| (k.clone(), t.data.iter().map(|&x| x as f32).collect())).collect());
     let ins: Vec<(&str, seqc_runtime::Tensor)> = order.iter().map(|n| (n.as_str(), f32s(&inputs[n]))).collect();
     let outs = if step {

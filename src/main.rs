@@ -61,6 +61,21 @@ enum Engine {
 }
 
 #[derive(Clone, Copy, ValueEnum, PartialEq)]
+enum WeightDtype {
+    F32,
+    Bf16,
+}
+
+impl WeightDtype {
+    fn precision(self) -> seqc_runtime::Precision {
+        match self {
+            WeightDtype::F32 => seqc_runtime::Precision::F32,
+            WeightDtype::Bf16 => seqc_runtime::Precision::Bf16,
+        }
+    }
+}
+
+#[derive(Clone, Copy, ValueEnum, PartialEq)]
 enum AnalyzeDtype {
     F32,
     Bf16,
@@ -163,6 +178,10 @@ enum Command {
         /// Stop at the first NaN or infinity and name the op and layer.
         #[arg(long)]
         check_finite: bool,
+        /// How the compiled path holds the linear layers' weights (`bf16`: half
+        /// the memory; sums stay f32).
+        #[arg(long, value_enum, default_value_t = WeightDtype::F32)]
+        weight_dtype: WeightDtype,
     },
     /// Measure a model on the CPU: tokens per second, time per token, peak
     /// memory, compile time. Random weights from the file's `init` unless given.
@@ -187,6 +206,10 @@ enum Command {
         /// Print the time spent in each kernel.
         #[arg(long)]
         profile: bool,
+        /// How the linear layers' weights are held in memory (`bf16`: half the
+        /// bytes each decode step reads; sums stay f32).
+        #[arg(long, value_enum, default_value_t = WeightDtype::F32)]
+        weight_dtype: WeightDtype,
     },
     /// Cost, memory and the SSM-or-attention decision, from the model itself.
     Analyze {
@@ -498,7 +521,7 @@ fn run(cli: Cli) -> Result<(), Reported> {
             }
             Ok(())
         }
-        Command::Run { file, weights, input, output, engine, mode, config, check_finite } => {
+        Command::Run { file, weights, input, output, engine, mode, config, check_finite, weight_dtype } => {
             let mut m = model_of(&file, &config, &printer)?;
             let w = bind::weights(&m, checkpoint::read(&weights).map_err(fail)?).map_err(fail)?;
             let (dims, inputs) = bind::inputs(&m, checkpoint::read(&input).map_err(fail)?).map_err(fail)?;
@@ -512,7 +535,8 @@ fn run(cli: Cli) -> Result<(), Reported> {
                     run_steps(&m, &dims, &inputs, &w, check_finite)?
                 }
                 (Engine::Cpu, mode) => {
-                    let outs = compiled::run(m, &w, &inputs, mode == Mode::Step).map_err(fail)?;
+                    let outs =
+                        compiled::run(m, &w, &inputs, mode == Mode::Step, weight_dtype.precision()).map_err(fail)?;
                     if check_finite {
                         for (name, t) in &outs {
                             if let Some(k) = t.data.iter().position(|v| !v.is_finite()) {
@@ -530,13 +554,14 @@ fn run(cli: Cli) -> Result<(), Reported> {
             checkpoint::write(&output, &tensors).map_err(fail)?;
             Ok(())
         }
-        Command::Bench { file, seq_len, batch, mode, config, weights, json, iters, profile } => {
+        Command::Bench { file, seq_len, batch, mode, config, weights, json, iters, profile, weight_dtype } => {
             let start = std::time::Instant::now();
             let m = model_of(&file, &config, &printer)?;
             let check_ms = start.elapsed().as_secs_f64() * 1e3;
             let decode = mode == BenchMode::Decode;
-            bench::run(m, bench::Request { seq_len, batch, decode, weights, json, iters, check_ms, profile })
-                .map_err(fail)
+            let precision = weight_dtype.precision();
+            let request = bench::Request { seq_len, batch, decode, weights, precision, json, iters, check_ms, profile };
+            bench::run(m, request).map_err(fail)
         }
         Command::Analyze {
             files,

@@ -8,7 +8,7 @@
 use seqc_compiler::init::{init_weights, random_inputs};
 use seqc_compiler::ir::interp::{self, Bindings};
 use seqc_compiler::sema::CheckedModel;
-use seqc_runtime::{Model, Tensor};
+use seqc_runtime::{Model, Precision, Tensor};
 use std::collections::HashMap;
 
 mod common;
@@ -156,6 +156,51 @@ fn long_convolutions_through_the_fft_match_the_interpreter() {
         let got = model.forward(&ins).unwrap();
         let e = rel_error(&got[0].1.data, &want[0].1.data);
         assert!(e < 1e-4, "L={len}: logits differ by {e:e}");
+    }
+}
+
+/// With the linear layers' weights held in bf16, every example and case matches
+/// the interpreter run on those weights rounded to bf16 (the products widen
+/// them exactly and sum in f32), in parallel mode (few rows: the streaming
+/// kernel; many: `gemm`) and step mode.
+#[test]
+fn bf16_weights_match_the_interpreter_on_rounded_weights() {
+    // As the runtime rounds: the f64 weights to f32, then to bf16.
+    let round = |x: f64| half::bf16::from_f32(x as f32).to_f64();
+    for (name, m) in models() {
+        let mut weights = init_weights(&m, 7);
+        let model = Model::from_checked(m.clone()).unwrap().with_precision(Precision::Bf16).init_weights(7);
+        let mut held = 0;
+        for (w, t) in weights.iter_mut() {
+            if model.weight_precision(w) == Some(Precision::Bf16) {
+                t.data.iter_mut().for_each(|x| *x = round(*x));
+                held += 1;
+            }
+        }
+        let has_linear = m.graph.nodes.iter().any(|n| matches!(n.op, seqc_compiler::ir::Op::Linear { .. }));
+        assert!(!has_linear || held > 0, "{name}: no weight is held in bf16");
+        let mut graph = m.graph.clone();
+        seqc_compiler::passes::run_until(&mut graph, None).unwrap();
+        for (batch, len) in [(1, 3), (3, 17)] {
+            let dims = HashMap::from([("B".to_string(), batch), ("L".to_string(), len)]);
+            let inputs = random_inputs(&m, &dims, 8);
+            let want = interp::run(&graph, &Bindings { dims: &dims, inputs: &inputs, weights: &weights }).unwrap();
+            let ins: Vec<(&str, Tensor)> = inputs.iter().map(|(k, v)| (k.as_str(), f32s(v))).collect();
+            let got = model.forward(&ins).unwrap_or_else(|e| panic!("{name}: {e}"));
+            for ((n, g), (_, w)) in got.iter().zip(&want) {
+                let e = rel_error(&g.data, &w.data);
+                assert!(e < 1e-4, "{name} B={batch} L={len}: `{n}` differs by {e:e}");
+            }
+            let mut state = model.new_state(batch).unwrap();
+            for t in 0..len.min(4) {
+                let at: Vec<(&str, Tensor)> = inputs.iter().map(|(k, v)| (k.as_str(), f32s(&v.row(1, t)))).collect();
+                let got = model.step(&mut state, &at).unwrap_or_else(|e| panic!("{name}: {e}"));
+                for ((n, g), (_, w)) in got.iter().zip(&want) {
+                    let e = rel_error(&g.data, &w.row(1, t).data);
+                    assert!(e < 1e-4, "{name} B={batch} step {t}: `{n}` differs by {e:e}");
+                }
+            }
+        }
     }
 }
 

@@ -11,7 +11,7 @@ use std::time::Instant;
 
 fn main() -> Result<(), seqc_runtime::Error> {
     let file = concat!(env!("CARGO_MANIFEST_DIR"), "/../dsl-examples/hybrid.seq");
-    let options = Options { config: "d_model=128,n_group=2,vocab=1000".into() };
+    let options = Options { config: "d_model=128,n_group=2,vocab=1000".into(), ..Default::default() };
     let model = Model::compile_file(file, &options)?;
     let model = match std::env::args().nth(1) {
         Some(weights) => model.load_weights(weights)?,

@@ -9,7 +9,7 @@ use seqc_runtime::{Model, Options, Tensor};
 
 fn main() -> Result<(), seqc_runtime::Error> {
     let file = concat!(env!("CARGO_MANIFEST_DIR"), "/../dsl-examples/mamba.seq");
-    let options = Options { config: "d_model=256,n_layer=4,vocab=1000".into() };
+    let options = Options { config: "d_model=256,n_layer=4,vocab=1000".into(), ..Default::default() };
     let model = Model::compile_file(file, &options)?;
     let model = match std::env::args().nth(1) {
         Some(weights) => model.load_weights(weights)?,

@@ -2,6 +2,7 @@
 //! lifetime, spreads each kernel's grid over threads (rayon) and calls `gemm` for
 //! the dense products and `realfft` for long convolutions.
 
+use crate::products::{gemm_nt, Rhs};
 use seqc_compiler::ir::kernel::eval::int;
 use seqc_compiler::ir::kernel::{KernelModule, Launch, Role};
 use seqc_cranelift::Compiled;
@@ -19,9 +20,9 @@ pub struct Program {
 /// The memory a run reads: by buffer role name (inputs, weights, states).
 pub trait Source {
     fn get(&self, role: &Role) -> Option<&[f32]>;
-    /// Whether a weight is held transposed (`[in, out]`, the layout `gemm` reads
-    /// fastest as a right-hand side).
-    fn transposed(&self, role: &Role) -> bool;
+    /// A weight read only by products, where the runtime holds it in another
+    /// layout or precision than the checkpoint's (`get` then gives `None`).
+    fn product_weight(&self, role: &Role) -> Option<Rhs<'_>>;
 }
 
 /// Buffer pointers shared by the threads of one launch; each grid point writes
@@ -96,6 +97,18 @@ impl Program {
         for (b, buf) in m.buffers.iter().enumerate() {
             match &buf.role {
                 Role::Input(_) | Role::Weight(_) | Role::State { .. } => {
+                    if let Some(rhs) = source.product_weight(&buf.role) {
+                        let held = match rhs {
+                            Rhs::F32(w) | Rhs::F32T(w) => w.len(),
+                            Rhs::Bf16T(w) => w.len(),
+                        };
+                        if held != sizes[b] {
+                            return Err(format!("`{}` has {held} elements, expected {}", buf.name, sizes[b]));
+                        }
+                        // Read only by products, which take it from `source`.
+                        ptrs[b] = EMPTY.as_ptr() as *mut f32;
+                        continue;
+                    }
                     let data = source.get(&buf.role).ok_or_else(|| format!("`{}` is not bound", buf.name))?;
                     if data.len() != sizes[b] {
                         return Err(format!("`{}` has {} elements, expected {}", buf.name, data.len(), sizes[b]));
@@ -137,9 +150,13 @@ impl Program {
                 }
                 Launch::Gemm { m: rows, n, k, a, b, bias, c } => {
                     let (rows, n, k) = (int(rows, &dims) as usize, int(n, &dims) as usize, int(k, &dims) as usize);
-                    let b_t = source.transposed(&m.buffers[root(b.0 as usize)].role);
+                    let rb = root(b.0 as usize);
+                    let rhs = source.product_weight(&m.buffers[rb].role).unwrap_or_else(|| {
+                        // SAFETY: a bound or temp buffer of `sizes[rb]` elements.
+                        Rhs::F32(unsafe { std::slice::from_raw_parts(ptrs[rb], sizes[rb]) })
+                    });
                     // SAFETY: sizes come from the module; c is a temp distinct from a, b.
-                    unsafe { gemm_nt(rows, n, k, p(*a), p(*b), b_t, bias.map(|x| p(x) as *const f32), p(*c)) };
+                    unsafe { gemm_nt(rows, n, k, p(*a), rhs, bias.map(|x| p(x) as *const f32), p(*c)) };
                 }
                 Launch::CausalConv { batch, len, channels, taps, x, k, y } => {
                     let [batch, len, channels, taps] = [batch, len, channels, taps].map(|e| int(e, &dims) as usize);
@@ -220,131 +237,4 @@ fn launch_grid(f: seqc_cranelift::KernelFn, bufs: &Pointers, dims: &[i64], n: i6
     }
     use rayon::prelude::*;
     (0..pieces).into_par_iter().for_each(|i| call(n * i / pieces, n * (i + 1) / pieces));
-}
-
-/// `c[m, n] = a[m, k] * b[n, k]^T (+ bias[n])`, all row-major; `b_t`: `b` is
-/// held as `[k, n]`.
-///
-/// # Safety
-/// The pointers hold `m * k`, `n * k`, `n` and `m * n` elements; `c` overlaps
-/// none of the others.
-#[allow(clippy::too_many_arguments)]
-unsafe fn gemm_nt(
-    m: usize,
-    n: usize,
-    k: usize,
-    a: *const f32,
-    b: *const f32,
-    b_t: bool,
-    bias: Option<*const f32>,
-    c: *mut f32,
-) {
-    if m == 0 || n == 0 {
-        return;
-    }
-    let read_dst = match bias {
-        Some(bias) => {
-            for row in 0..m {
-                std::ptr::copy_nonoverlapping(bias, c.add(row * n), n);
-            }
-            true
-        }
-        None => false,
-    };
-    if b_t && m <= SMALL_M {
-        // SAFETY: as this function's contract.
-        if !read_dst {
-            std::ptr::write_bytes(c, 0, m * n);
-        }
-        return small_m(m, n, k, a, b, c);
-    }
-    let threads = rayon::current_num_threads();
-    let par = if m * n * k < 64 * 64 * 64 { gemm::Parallelism::None } else { gemm::Parallelism::Rayon(threads) };
-    // rhs[kk, j] = b[j, kk]: column stride k, row stride 1; or b_t[kk, j].
-    let (rhs_cs, rhs_rs) = if b_t { (1, n as isize) } else { (k as isize, 1) };
-    gemm::gemm(
-        m, n, k, c, 1, n as isize, read_dst, a, 1, k as isize, b, rhs_cs, rhs_rs, 1.0f32, 1.0f32, false, false, false,
-        par,
-    );
-}
-
-/// Rows up to which a product streams the weights itself instead of calling
-/// `gemm`: one (decode at `B = 1`). Measured on the 130M Mamba's decode: 41.5
-/// ms per token against 50 through `gemm`; at `B = 8` the streaming form was
-/// slower (140 ms per step against 117), so `gemm` keeps those.
-const SMALL_M: usize = 1;
-
-/// `c[m, n] += a[m, k] * b[k, n]` for a few rows `m`, with `b` held `[k, n]` (a
-/// transposed weight): one pass over `b`, row by row, each row of it scaled into
-/// every row of `c`. Decode is bound by reading the weights, and `gemm` reads
-/// them slower than this for one row.
-///
-/// # Safety
-/// The pointers hold `m * k`, `k * n` and `m * n` elements; `c` overlaps neither
-/// of the others.
-unsafe fn small_m(m: usize, n: usize, k: usize, a: *const f32, b: *const f32, c: *mut f32) {
-    // Threads take contiguous ranges of `b`'s rows (one stream each), summing
-    // into their own partial `c`; the partials are added at the end.
-    let threads = rayon::current_num_threads().min(k.max(1));
-    let (a, b) = (std::slice::from_raw_parts(a, m * k), std::slice::from_raw_parts(b, k * n));
-    let partial = |lo: usize, hi: usize| -> Vec<f32> {
-        let mut y = vec![0f32; m * n];
-        for kk in lo..hi {
-            let w = &b[kk * n..(kk + 1) * n];
-            for (r, row) in y.chunks_exact_mut(n).enumerate() {
-                let x = a[r * k + kk];
-                for (v, &wv) in row.iter_mut().zip(w) {
-                    *v += x * wv;
-                }
-            }
-        }
-        y
-    };
-    let parts: Vec<Vec<f32>> = if threads <= 1 || m * n * k < 1 << 16 {
-        vec![partial(0, k)]
-    } else {
-        use rayon::prelude::*;
-        (0..threads).into_par_iter().map(|t| partial(k * t / threads, k * (t + 1) / threads)).collect()
-    };
-    let c = std::slice::from_raw_parts_mut(c, m * n);
-    for p in parts {
-        for (y, v) in c.iter_mut().zip(p) {
-            *y += v;
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn small_products_match_gemm() {
-        let mut s = 7u32;
-        let mut noise = |n: usize| -> Vec<f32> {
-            (0..n)
-                .map(|_| {
-                    s = s.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
-                    (s >> 8) as f32 / (1u32 << 24) as f32 - 0.5
-                })
-                .collect()
-        };
-        for (m, n, k, with_bias) in
-            [(1, 3072, 768, true), (1, 1000, 17, false), (1, 80, 16, true), (1, 5, 3, false), (3, 300, 40, false)]
-        {
-            let (a, b) = (noise(m * k), noise(k * n));
-            let bias = if with_bias { noise(n) } else { vec![0.0; n] };
-            // Garbage where the output goes, as a reused temp block holds.
-            let mut got = vec![f32::NAN; m * n];
-            let bias_ptr = with_bias.then(|| bias.as_ptr());
-            // SAFETY: sizes as declared; `got` is separate.
-            unsafe { super::gemm_nt(m, n, k, a.as_ptr(), b.as_ptr(), true, bias_ptr, got.as_mut_ptr()) };
-            for r in 0..m {
-                for j in 0..n {
-                    let want: f64 =
-                        bias[j] as f64 + (0..k).map(|t| a[r * k + t] as f64 * b[t * n + j] as f64).sum::<f64>();
-                    let e = (got[r * n + j] as f64 - want).abs();
-                    assert!(e < 1e-4, "{m}x{n}x{k} at ({r}, {j}): {} vs {want}", got[r * n + j]);
-                }
-            }
-        }
-    }
 }

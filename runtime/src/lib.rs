@@ -17,6 +17,7 @@
 
 mod exec;
 mod longconv;
+mod products;
 pub mod profile;
 mod state;
 
@@ -77,6 +78,26 @@ pub enum Error {
 pub struct Options {
     /// Config overrides, `d_model=256,n_layer=2`.
     pub config: String,
+    /// How the weights that only products read are held in memory.
+    pub weights: Precision,
+}
+
+/// The precision of the weights that only dense products read (the linear
+/// layers: nearly all of a model's bytes). Every other weight stays f32, and
+/// every sum is accumulated in f32.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Precision {
+    #[default]
+    F32,
+    /// Rounded to bf16 (to nearest, ties to even) when loaded: half the memory,
+    /// and half the bytes a decode step reads.
+    Bf16,
+}
+
+/// A weight held for products only, `[in, out]`.
+enum ProductWeight {
+    F32(Vec<f32>),
+    Bf16(Vec<half::bf16>),
 }
 
 /// A compiled model with its weights.
@@ -86,10 +107,12 @@ pub struct Model {
     graph: seqc_compiler::ir::Graph,
     parallel: Program,
     step: OnceLock<Result<Program, String>>,
+    /// Weights as the checkpoint lays them out, f32.
     weights: HashMap<String, Vec<f32>>,
-    /// Weights held as `[in, out]` (read only by products; `gemm` reads that
-    /// layout fastest).
-    transposed: std::collections::HashSet<String>,
+    /// Weights read only by products, held as `[in, out]` (the layout both
+    /// product kernels read fastest) in `precision`.
+    products: HashMap<String, ProductWeight>,
+    precision: Precision,
 }
 
 fn compile_graph(g: &seqc_compiler::ir::Graph) -> Result<Program, String> {
@@ -113,7 +136,42 @@ impl Model {
             Ok(Checked::Layers(_)) => return Err(Error::Source(format!("{name}: the file has no model"))),
             Err(d) => return Err(Error::Source(render_text(&session.sources, &d, ColorChoice::Never))),
         };
-        Model::from_checked(checked)
+        Ok(Model::from_checked(checked)?.with_precision(options.weights))
+    }
+
+    /// Holds the weights products read in `precision` (now, and when weights are
+    /// loaded later).
+    pub fn with_precision(self, precision: Precision) -> Model {
+        let mut model = Model { precision, ..self };
+        if !model.products.is_empty() || !model.weights.is_empty() {
+            let mut weights = std::mem::take(&mut model.weights);
+            for (name, held) in std::mem::take(&mut model.products) {
+                // Back to the checkpoint's layout, then held anew.
+                let (n, k) = model.product_shape(&name);
+                let t: Vec<f32> = match held {
+                    ProductWeight::F32(t) => t,
+                    ProductWeight::Bf16(t) => t.iter().map(|x| x.to_f32()).collect(),
+                };
+                weights.insert(name, transpose(&t, k, n));
+            }
+            model = model.with_weights(weights);
+        }
+        model
+    }
+
+    /// How a loaded weight is held: `None` if no weight of that name is loaded.
+    /// Only weights read by nothing but products take the model's precision.
+    pub fn weight_precision(&self, name: &str) -> Option<Precision> {
+        match self.products.get(name) {
+            Some(ProductWeight::Bf16(_)) => Some(Precision::Bf16),
+            Some(ProductWeight::F32(_)) => Some(Precision::F32),
+            None => self.weights.contains_key(name).then_some(Precision::F32),
+        }
+    }
+
+    fn product_shape(&self, name: &str) -> (usize, usize) {
+        let products = self.parallel.gemm_only_weights();
+        products.iter().find(|(p, _, _)| p == name).map_or((0, 0), |&(_, n, k)| (n, k))
     }
 
     /// Compiles a checked model (the graph as lowered).
@@ -127,7 +185,8 @@ impl Model {
             parallel,
             step: OnceLock::new(),
             weights: HashMap::new(),
-            transposed: Default::default(),
+            products: HashMap::new(),
+            precision: Precision::F32,
         })
     }
 
@@ -163,17 +222,15 @@ impl Model {
         // Decided from the parallel program alone, so loading weights never
         // compiles step mode; the step graph reads weights through the same
         // ops, and `step_program` checks that it agrees.
-        self.transposed.clear();
+        self.products.clear();
         for (name, n, k) in self.parallel.gemm_only_weights() {
-            if let Some(w) = weights.get_mut(&name) {
-                let mut t = vec![0f32; w.len()];
-                for (r, row) in w.chunks(k).enumerate().take(n) {
-                    for (c, x) in row.iter().enumerate() {
-                        t[c * n + r] = *x;
-                    }
-                }
-                *w = t;
-                self.transposed.insert(name);
+            if let Some(w) = weights.remove(&name) {
+                let t = transpose(&w, n, k);
+                let held = match self.precision {
+                    Precision::F32 => ProductWeight::F32(t),
+                    Precision::Bf16 => ProductWeight::Bf16(t.iter().map(|&x| half::bf16::from_f32(x)).collect()),
+                };
+                self.products.insert(name, held);
             }
         }
         self.weights = weights;
@@ -185,7 +242,7 @@ impl Model {
         &self,
         inputs: &[(&str, Tensor)],
     ) -> Result<(HashMap<String, usize>, HashMap<String, Vec<f32>>), Error> {
-        if self.weights.is_empty() && !self.checked.weights.is_empty() {
+        if self.weights.is_empty() && self.products.is_empty() && !self.checked.weights.is_empty() {
             return Err(Error::Weights("no weights are loaded".into()));
         }
         let stored = inputs
@@ -229,7 +286,7 @@ impl Model {
     pub fn forward(&self, inputs: &[(&str, Tensor)]) -> Result<Vec<(String, Tensor)>, Error> {
         let (dims, data) = self.bind_inputs(inputs)?;
         let dims: HashMap<&str, usize> = dims.iter().map(|(k, v)| (k.as_str(), *v)).collect();
-        let source = Bound { inputs: &data, weights: &self.weights, transposed: &self.transposed, states: None };
+        let source = Bound { inputs: &data, weights: &self.weights, products: &self.products, states: None };
         let outs = self.parallel.run(&dims, &source).map_err(Error::Compiler)?;
         Ok(self.named_outputs(outs, &dims))
     }
@@ -301,10 +358,10 @@ impl Model {
             })
             .as_ref()
             .map_err(|e| Error::Compiler(e.clone()))?;
-        // Weights held transposed must be read only by products here too.
+        // Weights held for products must be read only by products here too.
         let products = program.gemm_only_weights();
         let used = |name: &str| program.module.buffers.iter().any(|b| b.role == Role::Weight(name.to_string()));
-        if let Some(w) = self.transposed.iter().find(|w| used(w) && !products.iter().any(|(p, _, _)| p == *w)) {
+        if let Some(w) = self.products.keys().find(|w| used(w) && !products.iter().any(|(p, _, _)| p == *w)) {
             return Err(Error::Compiler(format!("step mode reads weight `{w}` outside a product; its layout differs")));
         }
         Ok(program)
@@ -327,7 +384,7 @@ impl Model {
             return Err(Error::Input(format!("the state holds {} sequences, the inputs {}", state.batch, dims["B"])));
         }
         let run_dims = HashMap::from([("B", state.batch), ("T", state.position), ("P", state.position + 1)]);
-        let source = Bound { inputs: &data, weights: &self.weights, transposed: &self.transposed, states: Some(state) };
+        let source = Bound { inputs: &data, weights: &self.weights, products: &self.products, states: Some(state) };
         let mut outs = program.run(&run_dims, &source).map_err(Error::Compiler)?;
         let next = outs.split_off(program.module.outputs.len());
         state.advance(&program.module, next);
@@ -414,7 +471,7 @@ fn join(parts: &[Tensor]) -> Tensor {
 struct Bound<'a> {
     inputs: &'a HashMap<String, Vec<f32>>,
     weights: &'a HashMap<String, Vec<f32>>,
-    transposed: &'a std::collections::HashSet<String>,
+    products: &'a HashMap<String, ProductWeight>,
     states: Option<&'a State>,
 }
 
@@ -428,7 +485,22 @@ impl Source for Bound<'_> {
         }
     }
 
-    fn transposed(&self, role: &Role) -> bool {
-        matches!(role, Role::Weight(n) if self.transposed.contains(n))
+    fn product_weight(&self, role: &Role) -> Option<products::Rhs<'_>> {
+        let Role::Weight(n) = role else { return None };
+        Some(match self.products.get(n)? {
+            ProductWeight::F32(t) => products::Rhs::F32T(t),
+            ProductWeight::Bf16(t) => products::Rhs::Bf16T(t),
+        })
     }
+}
+
+/// `w[rows, cols]` row-major, transposed to `[cols, rows]`.
+fn transpose(w: &[f32], rows: usize, cols: usize) -> Vec<f32> {
+    let mut t = vec![0f32; w.len()];
+    for (r, row) in w.chunks(cols).enumerate().take(rows) {
+        for (c, x) in row.iter().enumerate() {
+            t[c * rows + r] = *x;
+        }
+    }
+    t
 }

@@ -1,0 +1,397 @@
+//! Dense products, `c = a * b^T (+ bias)`: through `gemm` for many rows, and
+//! through a streaming kernel of our own for the few rows of decode, which is
+//! bound by reading the weights once. Weights may be held in bf16 (half the
+//! bytes to read); they are widened to f32 as they are read, and every sum is
+//! accumulated in f32.
+
+use half::bf16;
+
+/// The right-hand side of a product as the runtime holds it.
+#[derive(Clone, Copy)]
+pub enum Rhs<'a> {
+    /// `[n, k]` row-major, as the checkpoint stores a linear weight.
+    F32(&'a [f32]),
+    /// `[k, n]`: a weight held transposed (the layout both kernels read fastest).
+    F32T(&'a [f32]),
+    /// `[k, n]` in bf16.
+    Bf16T(&'a [bf16]),
+}
+
+/// Rows up to which a product streams the weights itself instead of calling
+/// `gemm`: decode batches. `gemm` packs its right-hand side on every call,
+/// which for a handful of rows costs more than the product.
+pub const SMALL_M: usize = 16;
+
+/// `c[m, n] = a[m, k] * b^T (+ bias[n])`, all row-major.
+///
+/// # Safety
+/// `a` holds `m * k` elements, `bias` `n`, `c` `m * n`; `b` holds `n * k`; `c`
+/// overlaps none of the others.
+pub unsafe fn gemm_nt(m: usize, n: usize, k: usize, a: *const f32, b: Rhs, bias: Option<*const f32>, c: *mut f32) {
+    if m == 0 || n == 0 {
+        return;
+    }
+    let read_dst = match bias {
+        Some(bias) => {
+            for row in 0..m {
+                std::ptr::copy_nonoverlapping(bias, c.add(row * n), n);
+            }
+            true
+        }
+        None => false,
+    };
+    if !read_dst {
+        std::ptr::write_bytes(c, 0, m * n);
+    }
+    let a = std::slice::from_raw_parts(a, m * k);
+    let c = std::slice::from_raw_parts_mut(c, m * n);
+    match b {
+        Rhs::F32T(w) if m <= SMALL_M => few_rows(m, n, k, a, w, c),
+        Rhs::Bf16T(w) if m <= SMALL_M => few_rows(m, n, k, a, w, c),
+        Rhs::F32(w) if m <= SMALL_M => few_rows_by_dots(m, n, k, a, w, c),
+        Rhs::F32(w) => call_gemm(m, n, k, a, w, false, c),
+        Rhs::F32T(w) => call_gemm(m, n, k, a, w, true, c),
+        Rhs::Bf16T(w) => {
+            // Many rows: widen once per call; the product then costs far more
+            // than the conversion (`m` rows against one pass over `b`).
+            let wide: Vec<f32> = w.iter().map(|x| x.to_f32()).collect();
+            call_gemm(m, n, k, a, &wide, true, c)
+        }
+    }
+}
+
+/// `c += a * b^T` through `gemm`; `b_t`: `b` is held `[k, n]`.
+fn call_gemm(m: usize, n: usize, k: usize, a: &[f32], b: &[f32], b_t: bool, c: &mut [f32]) {
+    let threads = rayon::current_num_threads();
+    let par = if m * n * k < 64 * 64 * 64 { gemm::Parallelism::None } else { gemm::Parallelism::Rayon(threads) };
+    // rhs[kk, j] = b[j, kk]: column stride k, row stride 1; or b_t[kk, j].
+    let (rhs_cs, rhs_rs) = if b_t { (1, n as isize) } else { (k as isize, 1) };
+    // SAFETY: the slices hold the sizes the strides describe; `c` is separate.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            c.as_mut_ptr(),
+            1,
+            n as isize,
+            true,
+            a.as_ptr(),
+            1,
+            k as isize,
+            b.as_ptr(),
+            rhs_cs,
+            rhs_rs,
+            1.0f32,
+            1.0f32,
+            false,
+            false,
+            false,
+            par,
+        )
+    };
+}
+
+/// A weight element the streaming kernel widens to f32 as it reads it.
+trait Element: Copy + Send + Sync {
+    fn widen(self) -> f32;
+}
+
+impl Element for f32 {
+    #[inline(always)]
+    fn widen(self) -> f32 {
+        self
+    }
+}
+
+impl Element for bf16 {
+    #[inline(always)]
+    fn widen(self) -> f32 {
+        // bf16 is the top half of an f32: exact, and a shift the compiler
+        // vectorises.
+        f32::from_bits((self.to_bits() as u32) << 16)
+    }
+}
+
+/// `c[m, n] += a[m, k] * b[n, k]^T` for a few rows `m`, with `b` as stored
+/// (a weight that kernels read too, such as a tied embedding): each row of `b`
+/// read once, in order, and dotted with every row of `a`.
+fn few_rows_by_dots(m: usize, n: usize, k: usize, a: &[f32], b: &[f32], c: &mut [f32]) {
+    let rows = |j0: usize, j1: usize, out: &mut [f32]| {
+        // `out` holds columns `j0..j1` of every row, packed `[m, j1 - j0]`.
+        let width = j1 - j0;
+        for j in j0..j1 {
+            let w = &b[j * k..(j + 1) * k];
+            for r in 0..m {
+                out[r * width + j - j0] += dot(&a[r * k..(r + 1) * k], w);
+            }
+        }
+    };
+    by_columns(m, n, k, c, rows)
+}
+
+/// `x . y` in f32, eight lanes and four independent sums at a time.
+fn dot(x: &[f32], y: &[f32]) -> f32 {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+        // SAFETY: the features are present.
+        return unsafe { dot_avx2(x, y) };
+    }
+    x.iter().zip(y).map(|(a, b)| a * b).sum()
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn dot_avx2(x: &[f32], y: &[f32]) -> f32 {
+    use std::arch::x86_64::*;
+    let n = x.len().min(y.len());
+    let (px, py) = (x.as_ptr(), y.as_ptr());
+    let mut acc = [_mm256_setzero_ps(); 4];
+    let mut i = 0;
+    while i + 32 <= n {
+        for (u, s) in acc.iter_mut().enumerate() {
+            *s = _mm256_fmadd_ps(_mm256_loadu_ps(px.add(i + 8 * u)), _mm256_loadu_ps(py.add(i + 8 * u)), *s);
+        }
+        i += 32;
+    }
+    while i + 8 <= n {
+        acc[0] = _mm256_fmadd_ps(_mm256_loadu_ps(px.add(i)), _mm256_loadu_ps(py.add(i)), acc[0]);
+        i += 8;
+    }
+    let v = _mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3]));
+    let mut lanes = [0f32; 8];
+    _mm256_storeu_ps(lanes.as_mut_ptr(), v);
+    let mut sum: f32 = lanes.iter().sum();
+    while i < n {
+        sum += *px.add(i) * *py.add(i);
+        i += 1;
+    }
+    sum
+}
+
+/// The operands of one product, for the few-row kernels: `a[m, k]` and `b`
+/// held `[k, n]`.
+#[derive(Clone, Copy)]
+struct Operands<'a, W> {
+    m: usize,
+    n: usize,
+    k: usize,
+    a: &'a [f32],
+    b: &'a [W],
+    /// The rows of `b` (and columns of `a`) to add, `k0..k1`.
+    k0: usize,
+    k1: usize,
+}
+
+/// `c[m, n] += a[m, k] * b[k, n]` for a few rows `m`, with `b` held `[k, n]`:
+/// one pass over `b`, each thread reading one contiguous part of it. Wide
+/// products (a vocabulary's logits) split columns; the rest split `b`'s rows
+/// and add the threads' partial sums (short rows of `b` split by columns would
+/// be read in runs too short for full bandwidth).
+fn few_rows<W: Element>(m: usize, n: usize, k: usize, a: &[f32], b: &[W], c: &mut [f32]) {
+    let p = Operands { m, n, k, a, b, k0: 0, k1: k };
+    let threads = rayon::current_num_threads();
+    if n >= WIDE || threads <= 1 || m * n * k < 1 << 16 || k < 64 {
+        return by_columns(m, n, k, c, |j0, j1, out| columns(p, j0, j1, out));
+    }
+    use rayon::prelude::*;
+    let parts: Vec<Vec<f32>> = (0..threads)
+        .into_par_iter()
+        .map(|t| {
+            let mut own = vec![0f32; m * n];
+            columns(Operands { k0: k * t / threads, k1: k * (t + 1) / threads, ..p }, 0, n, &mut own);
+            own
+        })
+        .collect();
+    for part in parts {
+        for (y, v) in c.iter_mut().zip(part) {
+            *y += v;
+        }
+    }
+}
+
+/// Columns from which a few-row product splits its columns over threads.
+const WIDE: usize = 8192;
+
+/// Runs `part(j0, j1, out)` over column ranges of `c[m, n]` (on whole vectors),
+/// one per thread, `out` holding the range's columns of every row packed
+/// `[m, j1 - j0]`: threads write apart, with no partial sums to merge.
+fn by_columns(m: usize, n: usize, k: usize, c: &mut [f32], part: impl Fn(usize, usize, &mut [f32]) + Sync) {
+    let threads = rayon::current_num_threads();
+    if threads <= 1 || m * n * k < 1 << 16 || n < 128 {
+        part(0, n, c);
+        return;
+    }
+    use rayon::prelude::*;
+    let parts = threads.min(n / 64);
+    let cut = |t: usize| if t == parts { n } else { (n * t / parts) & !15 };
+    let bounds: Vec<(usize, usize)> = (0..parts).map(|t| (cut(t), cut(t + 1))).collect();
+    let results: Vec<Vec<f32>> = bounds
+        .par_iter()
+        .map(|&(j0, j1)| {
+            let w = j1 - j0;
+            let mut own = vec![0f32; m * w];
+            for r in 0..m {
+                own[r * w..(r + 1) * w].copy_from_slice(&c[r * n + j0..r * n + j1]);
+            }
+            part(j0, j1, &mut own);
+            own
+        })
+        .collect();
+    for (&(j0, j1), own) in bounds.iter().zip(results) {
+        let w = j1 - j0;
+        for r in 0..m {
+            c[r * n + j0..r * n + j1].copy_from_slice(&own[r * w..(r + 1) * w]);
+        }
+    }
+}
+
+/// Columns `j0..j1` of `c += a * b`, with `out` holding them packed
+/// `[m, j1 - j0]`. Dispatches to an AVX2 + FMA build where the CPU has one.
+fn columns<W: Element>(p: Operands<W>, j0: usize, j1: usize, out: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+        // SAFETY: the features are present.
+        unsafe { columns_avx2(p, j0, j1, out) };
+        return;
+    }
+    streamed::<W, false>(p, j0, j1, out)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn columns_avx2<W: Element>(p: Operands<W>, j0: usize, j1: usize, out: &mut [f32]) {
+    streamed::<W, true>(p, j0, j1, out)
+}
+
+#[inline(always)]
+fn madd<const FMA: bool>(acc: f32, x: f32, w: f32) -> f32 {
+    if FMA {
+        x.mul_add(w, acc)
+    } else {
+        acc + x * w
+    }
+}
+
+/// Columns of `c` one streamed block covers for `m` rows: the block of every
+/// row of `c` (up to 64 KiB) stays cached while all of `b`'s rows stream
+/// through it, in runs long enough to read at full bandwidth.
+fn stream_block(m: usize) -> usize {
+    (16384 / m.max(1)).clamp(1024, 8192)
+}
+
+/// Columns of four rows of `b` added into every row of `c` before the next
+/// (4 KiB of f32 weights, which stay in the first-level cache).
+const TILE: usize = 256;
+
+/// `b` streamed row by row, four rows at a time, into a block of `c`.
+#[inline(always)]
+fn streamed<W: Element, const FMA: bool>(p: Operands<W>, j0: usize, j1: usize, out: &mut [f32]) {
+    let Operands { m, n, k, a, b, k0, k1 } = p;
+    let (width, size) = (j1 - j0, stream_block(m));
+    let mut lo = j0;
+    while lo < j1 {
+        let hi = (lo + size).min(j1);
+        let span = hi - lo;
+        let row = |kk: usize| &b[kk * n + lo..kk * n + hi];
+        let mut kk = k0;
+        while kk + 4 <= k1 {
+            let mut t0 = 0;
+            while t0 < span {
+                let t1 = (t0 + TILE).min(span);
+                let tile = |kk: usize| &row(kk)[t0..t1];
+                let (w0, w1, w2, w3) = (tile(kk), tile(kk + 1), tile(kk + 2), tile(kk + 3));
+                for r in 0..m {
+                    let x = &a[r * k + kk..r * k + kk + 4];
+                    let at = r * width + lo - j0;
+                    let y = &mut out[at + t0..at + t1];
+                    for j in 0..t1 - t0 {
+                        let mut v = y[j];
+                        v = madd::<FMA>(v, x[0], w0[j].widen());
+                        v = madd::<FMA>(v, x[1], w1[j].widen());
+                        v = madd::<FMA>(v, x[2], w2[j].widen());
+                        v = madd::<FMA>(v, x[3], w3[j].widen());
+                        y[j] = v;
+                    }
+                }
+                t0 = t1;
+            }
+            kk += 4;
+        }
+        while kk < k1 {
+            let w0 = row(kk);
+            for r in 0..m {
+                let x = a[r * k + kk];
+                let at = r * width + lo - j0;
+                for (v, w) in out[at..at + span].iter_mut().zip(w0) {
+                    *v = madd::<FMA>(*v, x, w.widen());
+                }
+            }
+            kk += 1;
+        }
+        lo = hi;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn noise(seed: u32, n: usize) -> Vec<f32> {
+        let mut s = seed;
+        (0..n)
+            .map(|_| {
+                s = s.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+                (s >> 8) as f32 / (1u32 << 24) as f32 - 0.5
+            })
+            .collect()
+    }
+
+    /// Every path (`gemm` in both layouts, the streaming kernel in f32 and bf16,
+    /// one thread and several, with and without a bias) against an f64 sum over
+    /// the very values the product reads.
+    #[test]
+    fn products_match_a_reference() {
+        let shapes = [
+            (1, 3072, 768, true),
+            (1, 5000, 17, false),
+            (1, 80, 16, true),
+            (1, 5, 3, false),
+            (3, 300, 40, false),
+            (8, 2100, 70, true),
+            (SMALL_M + 1, 130, 33, true),
+        ];
+        for (m, n, k, with_bias) in shapes {
+            let (a, b) = (noise(1, m * k), noise(2, n * k));
+            let bias = if with_bias { noise(3, n) } else { vec![0.0; n] };
+            let mut bt = vec![0f32; n * k];
+            for j in 0..n {
+                for kk in 0..k {
+                    bt[kk * n + j] = b[j * k + kk];
+                }
+            }
+            let half: Vec<bf16> = bt.iter().map(|&x| bf16::from_f32(x)).collect();
+            let rounded: Vec<f32> = half.iter().map(|x| x.to_f32()).collect();
+            let cases: [(&str, Rhs, &[f32]); 3] = [
+                ("f32", Rhs::F32(&b), &bt),
+                ("f32 held [k, n]", Rhs::F32T(&bt), &bt),
+                ("bf16", Rhs::Bf16T(&half), &rounded),
+            ];
+            for (what, rhs, read) in cases {
+                // Garbage where the output goes, as a reused temp block holds.
+                let mut got = vec![f32::NAN; m * n];
+                let bias_ptr = with_bias.then(|| bias.as_ptr());
+                // SAFETY: sizes as declared; `got` is separate.
+                unsafe { gemm_nt(m, n, k, a.as_ptr(), rhs, bias_ptr, got.as_mut_ptr()) };
+                for r in 0..m {
+                    for j in 0..n {
+                        let want: f64 =
+                            bias[j] as f64 + (0..k).map(|t| a[r * k + t] as f64 * read[t * n + j] as f64).sum::<f64>();
+                        let e = (got[r * n + j] as f64 - want).abs();
+                        assert!(e < 1e-4, "{what} {m}x{n}x{k} at ({r}, {j}): {} vs {want}", got[r * n + j]);
+                    }
+                }
+            }
+        }
+    }
+}
