@@ -10,17 +10,22 @@ fn f32s(t: &Tensor) -> seqc_runtime::Tensor {
     seqc_runtime::Tensor::new(t.shape.clone(), t.data.iter().map(|&x| x as f32).collect())
 }
 
-/// Runs `m` on checked weights and inputs; `step` runs position by position.
+/// Runs `m` (compiled now, or loaded from an artifact) on checked weights and
+/// inputs; `step` runs position by position.
 pub fn run(
     m: CheckedModel,
+    artifact: Option<Model>,
     weights: &HashMap<String, Tensor>,
     inputs: &HashMap<String, Tensor>,
     step: bool,
     precision: seqc_runtime::Precision,
 ) -> Result<Vec<(String, Tensor)>, String> {
     let order: Vec<String> = m.inputs.iter().map(|io| io.name.clone()).collect();
-    let model = Model::from_checked(m)
-        .map_err(|e| e.to_string())?
+    let model = match artifact {
+        Some(model) => model,
+        None => Model::from_checked(m).map_err(|e| e.to_string())?,
+    };
+    let model = model
         .with_precision(precision)
         .with_weights(weights.iter().map(|(k, t)| (k.clone(), t.data.iter().map(|&x| x as f32).collect())).collect());
     let ins: Vec<(&str, seqc_runtime::Tensor)> = order.iter().map(|n| (n.as_str(), f32s(&inputs[n]))).collect();

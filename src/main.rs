@@ -255,6 +255,27 @@ enum Command {
     },
 }
 
+/// `seqc compile FILE --target cpu -o DIR`: both modes' kernels compiled ahead
+/// of time into DIR (`seqc run DIR ...` and `Model::load_artifact` run them).
+fn write_artifact(file: &std::path::Path, config: &str, dir: &std::path::Path) -> Result<(), Reported> {
+    let options = seqc_runtime::Options { config: config.to_string(), ..Default::default() };
+    let start = std::time::Instant::now();
+    let model = seqc_runtime::Model::compile_file(file, &options).map_err(fail)?;
+    let written = model.write_artifact(dir).map_err(fail)?;
+    let modes = if written.no_step.is_some() { "parallel mode" } else { "parallel and step modes" };
+    eprintln!(
+        "wrote {}: {} kernels ({modes}) in {:.0} ms: {}",
+        dir.display(),
+        written.kernels,
+        start.elapsed().as_secs_f64() * 1e3,
+        written.files.join(", ")
+    );
+    if let Some(why) = written.no_step {
+        eprintln!("note: no step mode: {why}");
+    }
+    Ok(())
+}
+
 /// A failure already reported to the user.
 struct Reported;
 
@@ -421,7 +442,6 @@ fn run(cli: Cli) -> Result<(), Reported> {
             }
         }
         Command::Compile { file, target, emit, config, output, after, mode } => {
-            let _ = (target, output);
             match emit {
                 Some(Emit::Ast) => {
                     let s = session(&file, &printer)?;
@@ -490,12 +510,15 @@ fn run(cli: Cli) -> Result<(), Reported> {
                         printer.diagnostics(&s, &[d]);
                         return Err(Reported);
                     }
-                    let what = match target {
-                        Target::Cpu => "ahead-of-time CPU artifacts (`-o DIR`) are not built yet; `--emit kernel|clif` prints the code and `seqc run` runs it",
-                        Target::Ptx | Target::Mlir => "the PTX and MLIR backends are not built yet; `--emit kernel` prints the kernel IR they will lower",
-                    };
-                    eprintln!("error: {what}");
-                    Err(Reported)
+                    match (target, output) {
+                        (Target::Cpu, Some(dir)) => write_artifact(&file, &config, &dir),
+                        (Target::Cpu, None) => Err(fail(
+                            "give the artifact's directory with `-o DIR`; `--emit kernel|clif` prints the code instead",
+                        )),
+                        (Target::Ptx | Target::Mlir, _) => Err(fail(
+                            "the PTX and MLIR backends are not built yet; `--emit kernel` prints the kernel IR they will lower",
+                        )),
+                    }
                 }
             }
         }
@@ -522,7 +545,18 @@ fn run(cli: Cli) -> Result<(), Reported> {
             Ok(())
         }
         Command::Run { file, weights, input, output, engine, mode, config, check_finite, weight_dtype } => {
-            let mut m = model_of(&file, &config, &printer)?;
+            // A directory is an artifact (`seqc compile -o DIR`), compiled with its own config.
+            let (mut m, artifact) = if file.is_dir() {
+                if !config.is_empty() {
+                    return Err(fail(
+                        "`--config` does not apply to an artifact; it keeps the config it was compiled with",
+                    ));
+                }
+                let model = seqc_runtime::Model::load_artifact(&file).map_err(fail)?;
+                (model.checked().clone(), Some(model))
+            } else {
+                (model_of(&file, &config, &printer)?, None)
+            };
             let w = bind::weights(&m, checkpoint::read(&weights).map_err(fail)?).map_err(fail)?;
             let (dims, inputs) = bind::inputs(&m, checkpoint::read(&input).map_err(fail)?).map_err(fail)?;
             let outputs = match (engine, mode) {
@@ -535,8 +569,8 @@ fn run(cli: Cli) -> Result<(), Reported> {
                     run_steps(&m, &dims, &inputs, &w, check_finite)?
                 }
                 (Engine::Cpu, mode) => {
-                    let outs =
-                        compiled::run(m, &w, &inputs, mode == Mode::Step, weight_dtype.precision()).map_err(fail)?;
+                    let outs = compiled::run(m, artifact, &w, &inputs, mode == Mode::Step, weight_dtype.precision())
+                        .map_err(fail)?;
                     if check_finite {
                         for (name, t) in &outs {
                             if let Some(k) = t.data.iter().position(|v| !v.is_finite()) {
@@ -556,12 +590,22 @@ fn run(cli: Cli) -> Result<(), Reported> {
         }
         Command::Bench { file, seq_len, batch, mode, config, weights, json, iters, profile, weight_dtype } => {
             let start = std::time::Instant::now();
-            let m = model_of(&file, &config, &printer)?;
+            // A directory is an artifact (`seqc compile -o DIR`): timed as loaded.
+            let subject = if file.is_dir() {
+                if !config.is_empty() {
+                    return Err(fail(
+                        "`--config` does not apply to an artifact; it keeps the config it was compiled with",
+                    ));
+                }
+                bench::Subject::Artifact(file)
+            } else {
+                bench::Subject::Source(model_of(&file, &config, &printer)?)
+            };
             let check_ms = start.elapsed().as_secs_f64() * 1e3;
             let decode = mode == BenchMode::Decode;
             let precision = weight_dtype.precision();
             let request = bench::Request { seq_len, batch, decode, weights, precision, json, iters, check_ms, profile };
-            bench::run(m, request).map_err(fail)
+            bench::run(subject, request).map_err(fail)
         }
         Command::Analyze {
             files,

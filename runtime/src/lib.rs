@@ -15,6 +15,7 @@
 //! step graph derived from it, each scheduled into kernels and compiled by
 //! Cranelift; dense products call `gemm`.
 
+mod artifact;
 mod exec;
 mod longconv;
 mod products;
@@ -113,6 +114,19 @@ pub struct Model {
     /// product kernels read fastest) in `precision`.
     products: HashMap<String, ProductWeight>,
     precision: Precision,
+    /// The source and config it was compiled from, for an artifact.
+    source: Option<(Vec<u8>, String)>,
+}
+
+/// What [`Model::write_artifact`] wrote.
+#[derive(Clone, Debug)]
+pub struct ArtifactSummary {
+    /// File names inside the directory.
+    pub files: Vec<String>,
+    /// Kernels compiled, both modes together.
+    pub kernels: usize,
+    /// Why the artifact has no step mode, if it has none.
+    pub no_step: Option<String>,
 }
 
 fn compile_graph(g: &seqc_compiler::ir::Graph) -> Result<Program, String> {
@@ -136,7 +150,66 @@ impl Model {
             Ok(Checked::Layers(_)) => return Err(Error::Source(format!("{name}: the file has no model"))),
             Err(d) => return Err(Error::Source(render_text(&session.sources, &d, ColorChoice::Never))),
         };
-        Ok(Model::from_checked(checked)?.with_precision(options.weights))
+        let model = Model::from_checked(checked)?.with_precision(options.weights);
+        Ok(Model { source: Some((source.to_vec(), options.config.clone())), ..model })
+    }
+
+    /// Writes an ahead-of-time artifact to `dir` (created if missing): both
+    /// modes' kernels as an object file and a shared library, the source and
+    /// a manifest ([`Model::load_artifact`] runs it). Only a model compiled
+    /// from source ([`Model::compile_file`], [`Model::compile_source`]) has
+    /// what an artifact holds.
+    pub fn write_artifact(&self, dir: impl AsRef<Path>) -> Result<ArtifactSummary, Error> {
+        let Some((source, config)) = &self.source else {
+            return Err(Error::Input("an artifact needs the model's source: compile it with `compile_file`".into()));
+        };
+        let (step, no_step) = match self.step_program() {
+            Ok(p) => (Some(&p.module), None),
+            Err(e) => (None, Some(e.to_string())),
+        };
+        let written = artifact::write(dir.as_ref(), &self.checked.name, source, config, &self.parallel.module, step)?;
+        Ok(ArtifactSummary { files: written.files, kernels: written.kernels, no_step })
+    }
+
+    /// Loads an artifact [`Model::write_artifact`] wrote: the source is checked
+    /// and scheduled again (no code is generated), and the library's kernels
+    /// are used only if they were compiled from the same kernel modules.
+    pub fn load_artifact(dir: impl AsRef<Path>) -> Result<Model, Error> {
+        let dir = dir.as_ref();
+        let (manifest, source) = artifact::read(dir)?;
+        let name = dir.join(artifact::SOURCE).display().to_string();
+        let (session, result) = seqc_compiler::driver::check_bytes(&name, &source, &manifest.config);
+        let checked = match result {
+            Ok(Checked::Model(m)) => m,
+            Ok(Checked::Layers(_)) => return Err(Error::Source(format!("{name}: the file has no model"))),
+            Err(d) => return Err(Error::Source(render_text(&session.sources, &d, ColorChoice::Never))),
+        };
+        let mut graph = checked.graph.clone();
+        seqc_compiler::passes::run_until(&mut graph, None).map_err(Error::Compiler)?;
+        let schedule = |g: &seqc_compiler::ir::Graph| seqc_compiler::schedule::schedule(g).map_err(|e| e.to_string());
+        let library = artifact::open_library(dir)?;
+        let parallel =
+            artifact::load_program(dir, &library, &manifest.parallel, schedule(&graph).map_err(Error::Compiler)?)?;
+        let step = OnceLock::new();
+        let derived = match &manifest.step {
+            Some(entry) => {
+                let g = seqc_compiler::passes::step_derivation::derive(&graph).map_err(|e| e.to_string());
+                let module = g.and_then(|g| schedule(&g)).map_err(Error::Compiler)?;
+                Ok(artifact::load_program(dir, &library, entry, module)?)
+            }
+            None => Err("the artifact has no step mode".to_string()),
+        };
+        let _ = step.set(derived);
+        Ok(Model {
+            checked,
+            graph,
+            parallel,
+            step,
+            weights: HashMap::new(),
+            products: HashMap::new(),
+            precision: Precision::F32,
+            source: Some((source, manifest.config)),
+        })
     }
 
     /// Holds the weights products read in `precision` (now, and when weights are
@@ -187,6 +260,7 @@ impl Model {
             weights: HashMap::new(),
             products: HashMap::new(),
             precision: Precision::F32,
+            source: None,
         })
     }
 

@@ -5,8 +5,9 @@
 //! ```
 //!
 //! that runs grid points `lo..hi` of its grid loop; the runtime hands ranges of
-//! the grid to threads. Cranelift compiles it (JIT for `seqc run`; the same IR
-//! goes to object files). `exp` is inlined (Cody-Waite range reduction and a
+//! the grid to threads. Cranelift compiles it: into memory for `seqc run`
+//! ([`compile`]), or into a relocatable object file for an artifact
+//! ([`compile_object`]), from the same Cranelift IR. `exp` is inlined (Cody-Waite range reduction and a
 //! degree-7 polynomial, about 2 ulp); the other transcendental functions call
 //! the host's f64 implementations, rounded once.
 
@@ -21,6 +22,7 @@ use cranelift_codegen::settings::{self, Configurable};
 use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext, Variable};
 use cranelift_jit::{JITBuilder, JITModule};
 use cranelift_module::{default_libcall_names, FuncId, Linkage, Module};
+use cranelift_object::{ObjectBuilder, ObjectModule};
 use seqc_compiler::ir::kernel::{CmpOp, Expr, IntOp, Kernel, KernelModule, LoopKind, Stmt, Ty, Var};
 use seqc_compiler::ir::ScalarFn;
 use std::collections::HashMap;
@@ -39,15 +41,29 @@ fn fail(e: impl std::fmt::Display) -> BackendError {
 
 /// The native code of a module's kernels; the functions live as long as it does.
 pub struct Compiled {
-    // Owns the executable memory the function pointers point into.
-    _module: JITModule,
+    // Owns the executable memory the function pointers point into (a JIT
+    // module, or a loaded library).
+    _code: Box<dyn std::any::Any>,
     pub kernels: Vec<KernelFn>,
 }
 
-// The JIT module is only kept alive, never used again, and the functions are pure
+// The owner is only kept alive, never used again, and the functions are pure
 // code over the buffers their callers pass.
 unsafe impl Send for Compiled {}
 unsafe impl Sync for Compiled {}
+
+impl Compiled {
+    /// Kernels loaded by the caller (from an artifact's library), kept alive
+    /// by `owner`.
+    ///
+    /// # Safety
+    /// Each function has [`KernelFn`]'s signature, was compiled from the
+    /// kernel of the same index of the module it is run with, and lives as
+    /// long as `owner`.
+    pub unsafe fn from_loaded(owner: Box<dyn std::any::Any>, kernels: Vec<KernelFn>) -> Compiled {
+        Compiled { _code: owner, kernels }
+    }
+}
 
 fn isa_flags() -> settings::Builder {
     let mut flags = settings::builder();
@@ -71,7 +87,8 @@ pub fn compile(m: &KernelModule) -> Result<Compiled, BackendError> {
         builder.symbol(*name, *f);
     }
     let mut module = JITModule::new(builder);
-    let ids = define_all(&mut module, m, None)?;
+    let host = declare_host(&mut module, false)?;
+    let ids = define_all(&mut module, m, |i| format!("k{i}"), &host, None)?;
     module.finalize_definitions().map_err(fail)?;
     let kernels = ids
         .into_iter()
@@ -81,7 +98,40 @@ pub fn compile(m: &KernelModule) -> Result<Compiled, BackendError> {
             unsafe { std::mem::transmute::<*const u8, KernelFn>(code) }
         })
         .collect();
-    Ok(Compiled { _module: module, kernels })
+    Ok(Compiled { _code: Box::new(module), kernels })
+}
+
+/// The symbol of kernel `i` of the module named `prefix` in an object file.
+pub fn kernel_symbol(prefix: &str, i: usize) -> String {
+    format!("seqc_{prefix}_k{i}")
+}
+
+/// Compiles each `(prefix, module)` into one relocatable object file for this
+/// machine, kernel `i` exported as [`kernel_symbol`]`(prefix, i)`. The few
+/// functions the kernels call (`sin`, `cos`, `pow`) are defined inside it over
+/// the C library's, so linking needs only `-lm`. Position-independent, for a
+/// shared library.
+pub fn compile_object(modules: &[(&str, &KernelModule)]) -> Result<Vec<u8>, BackendError> {
+    let mut flags = isa_flags();
+    flags.set("is_pic", "true").map_err(fail)?;
+    let isa = cranelift_native::builder().map_err(fail)?.finish(settings::Flags::new(flags)).map_err(fail)?;
+    let builder = ObjectBuilder::new(isa, "seqc_kernels", default_libcall_names()).map_err(fail)?;
+    let mut module = ObjectModule::new(builder);
+    let host = declare_host(&mut module, true)?;
+    for (prefix, m) in modules {
+        define_all(&mut module, m, |i| kernel_symbol(prefix, i), &host, None)?;
+    }
+    module.finish().emit().map_err(fail)
+}
+
+/// The CPU features code compiled here relies on (Cranelift's ISA flags that
+/// are on), for an artifact to record and a loader to check.
+pub fn native_features() -> Result<Vec<String>, BackendError> {
+    let isa = cranelift_native::builder().map_err(fail)?.finish(settings::Flags::new(isa_flags())).map_err(fail)?;
+    let mut on: Vec<String> =
+        isa.isa_flags().iter().filter(|v| v.as_bool() == Some(true)).map(|v| v.name.to_string()).collect();
+    on.sort();
+    Ok(on)
 }
 
 /// The Cranelift IR of every kernel, as `seqc compile --emit clif` prints it.
@@ -89,13 +139,66 @@ pub fn clif(m: &KernelModule) -> Result<String, BackendError> {
     let isa = cranelift_native::builder().map_err(fail)?.finish(settings::Flags::new(isa_flags())).map_err(fail)?;
     let mut module = JITModule::new(JITBuilder::with_isa(isa, default_libcall_names()));
     let mut text = String::new();
-    define_all(&mut module, m, Some(&mut text))?;
+    let host = declare_host(&mut module, false)?;
+    define_all(&mut module, m, |i| format!("k{i}"), &host, Some(&mut text))?;
     Ok(text)
 }
 
+/// The host functions kernels call, by symbol, in a fixed order (so `--emit
+/// clif` is the same on every run). `define`: define each here, in f64 over
+/// the C library's function and rounded once (as the JIT's Rust ones are);
+/// otherwise they are imports the JIT resolves to [`math::HOST_FUNCTIONS`].
+fn declare_host(
+    module: &mut impl Module,
+    define: bool,
+) -> Result<std::collections::BTreeMap<&'static str, FuncId>, BackendError> {
+    let mut host = std::collections::BTreeMap::new();
+    for (name, _) in math::HOST_FUNCTIONS {
+        let arity = if *name == "seqc_pow" { 2 } else { 1 };
+        let sig = |module: &mut dyn Module, ty: types::Type| {
+            let mut s = module.make_signature();
+            s.params.extend((0..arity).map(|_| AbiParam::new(ty)));
+            s.returns.push(AbiParam::new(ty));
+            s
+        };
+        let narrow = sig(module, types::F32);
+        if !define {
+            host.insert(*name, module.declare_function(name, Linkage::Import, &narrow).map_err(fail)?);
+            continue;
+        }
+        let id = module.declare_function(name, Linkage::Local, &narrow).map_err(fail)?;
+        let wide = sig(module, types::F64);
+        let libc = module.declare_function(name.trim_start_matches("seqc_"), Linkage::Import, &wide).map_err(fail)?;
+        let mut ctx = module.make_context();
+        ctx.func.signature = narrow;
+        let mut fctx = FunctionBuilderContext::new();
+        {
+            let mut b = FunctionBuilder::new(&mut ctx.func, &mut fctx);
+            let entry = b.create_block();
+            b.append_block_params_for_function_params(entry);
+            b.switch_to_block(entry);
+            let args: Vec<Value> =
+                b.block_params(entry).to_vec().into_iter().map(|x| b.ins().fpromote(types::F64, x)).collect();
+            let f = module.declare_func_in_func(libc, b.func);
+            let call = b.ins().call(f, &args);
+            let y = b.inst_results(call)[0];
+            let y = b.ins().fdemote(types::F32, y);
+            b.ins().return_(&[y]);
+            b.seal_all_blocks();
+            b.finalize(module.target_config());
+        }
+        module.define_function(id, &mut ctx).map_err(|e| fail(format!("{name}: {e:?}")))?;
+        host.insert(*name, id);
+    }
+    Ok(host)
+}
+
+/// Defines every kernel of `m`, kernel `i` under the symbol `symbol(i)`.
 fn define_all(
-    module: &mut JITModule,
+    module: &mut impl Module,
     m: &KernelModule,
+    symbol: impl Fn(usize) -> String,
+    host: &std::collections::BTreeMap<&'static str, FuncId>,
     mut text: Option<&mut String>,
 ) -> Result<Vec<FuncId>, BackendError> {
     let ptr = module.target_config().pointer_type();
@@ -103,22 +206,11 @@ fn define_all(
     for ty in [ptr, ptr, types::I64, types::I64] {
         sig.params.push(AbiParam::new(ty));
     }
-    let mut unary = module.make_signature();
-    unary.params.push(AbiParam::new(types::F32));
-    unary.returns.push(AbiParam::new(types::F32));
-    let mut binary = unary.clone();
-    binary.params.push(AbiParam::new(types::F32));
-    // In a fixed order, so `--emit clif` is the same on every run.
-    let mut host = std::collections::BTreeMap::new();
-    for (name, _) in math::HOST_FUNCTIONS {
-        let s = if *name == "seqc_pow" { &binary } else { &unary };
-        host.insert(*name, module.declare_function(name, Linkage::Import, s).map_err(fail)?);
-    }
     let mut ctx = module.make_context();
     let mut fctx = FunctionBuilderContext::new();
     let mut ids = Vec::new();
     for (i, k) in m.kernels.iter().enumerate() {
-        let id = module.declare_function(&format!("k{i}"), Linkage::Export, &sig).map_err(fail)?;
+        let id = module.declare_function(&symbol(i), Linkage::Export, &sig).map_err(fail)?;
         ctx.func.signature = sig.clone();
         {
             let mut b = FunctionBuilder::new(&mut ctx.func, &mut fctx);
