@@ -1,6 +1,7 @@
 //! Runs a compiled kernel module on the CPU: binds buffers, reuses temp memory by
 //! lifetime, spreads each kernel's grid over threads (rayon) and calls `gemm` for
-//! the dense products and `realfft` for long convolutions.
+//! the dense products, `realfft` for long convolutions and tiled products for
+//! attention.
 
 use crate::products::{gemm_nt, Rhs};
 use seqc_compiler::ir::kernel::eval::int;
@@ -47,6 +48,7 @@ impl Program {
                     in_gemm.push((b.0 as usize, n, k));
                 }
                 Launch::CausalConv { x, k, .. } => in_kernels.extend([x.0 as usize, k.0 as usize]),
+                Launch::Attention(a) => in_kernels.extend([a.q, a.k, a.v].map(|b| b.0 as usize)),
                 Launch::Fill { .. } => {}
             }
         }
@@ -173,6 +175,31 @@ impl Program {
                     };
                     crate::longconv::causal_conv(batch, len, channels, taps, x, k, y);
                 }
+                Launch::Attention(a) => {
+                    let s = a.sizes(&dims);
+                    let len = |b: seqc_compiler::ir::kernel::BufId| sizes[root(b.0 as usize)];
+                    let (qn, kn, vn, on) = (len(a.q), len(a.k), len(a.v), len(a.out));
+                    let want = (
+                        s.batch * s.q_len * s.heads * s.dim,
+                        s.batch * s.kv_len * (s.heads / s.group) * s.dim,
+                        s.batch * s.kv_len * (s.heads / s.group) * s.dim_v,
+                        s.batch * s.q_len * s.heads * s.dim_v,
+                    );
+                    if (qn, kn, vn, on) != want {
+                        return Err(format!("attention: buffers of {:?} elements, expected {want:?}", (qn, kn, vn, on)));
+                    }
+                    // SAFETY: buffers of the sizes checked above; `out` is a
+                    // temp distinct from the operands.
+                    let (q, k, v, out) = unsafe {
+                        (
+                            std::slice::from_raw_parts(p(a.q), qn),
+                            std::slice::from_raw_parts(p(a.k), kn),
+                            std::slice::from_raw_parts(p(a.v), vn),
+                            std::slice::from_raw_parts_mut(p(a.out), on),
+                        )
+                    };
+                    crate::attention::attention(&s, q, k, v, out);
+                }
                 Launch::Kernel { kernel, grid, args } => {
                     let f = self.code.kernels[*kernel];
                     let bufs = Pointers(args.iter().map(|b| p(*b)).collect());
@@ -190,6 +217,9 @@ impl Program {
                     Launch::Fill { .. } => "fill".to_string(),
                     Launch::CausalConv { len, taps, .. } => {
                         format!("causal_conv L={} taps={}", int(len, &dims), int(taps, &dims))
+                    }
+                    Launch::Attention(a) => {
+                        format!("attention q_len={} kv_len={}", int(&a.q_len, &dims), int(&a.kv_len, &dims))
                     }
                 };
                 crate::profile::record(what, t0);

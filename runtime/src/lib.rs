@@ -16,6 +16,7 @@
 //! Cranelift; dense products call `gemm`.
 
 mod artifact;
+mod attention;
 mod exec;
 mod longconv;
 mod products;

@@ -8,10 +8,12 @@
 //! gets a buffer; the runtime reuses temp buffers by their lifetimes
 //! (`KernelModule::lifetimes`).
 
+mod attention;
 pub mod decompose;
 mod emit;
 
-use crate::ir::kernel::{BufId, Buffer, Expr, Kernel, KernelModule, Launch, Role, Var};
+use crate::ir::kernel::attention::{Attention as KernelAttention, KeyRange};
+use crate::ir::kernel::{BufId, Buffer, Expr, IntOp, Kernel, KernelModule, Launch, Role, Var};
 use crate::ir::{Graph, Op, ValueId};
 use crate::sema::types::Dim;
 use emit::Param;
@@ -137,6 +139,12 @@ impl Scheduler<'_> {
                 self.m.launches.push(Launch::CausalConv { batch, len, channels, taps, x, k, y });
             }
             Op::Generic(gen) | Op::Attention(gen) => {
+                if matches!(node.op, Op::Attention(_)) {
+                    if let Some(call) = self.attention_call(node, gen) {
+                        self.m.launches.push(Launch::Attention(Box::new(call)));
+                        return Ok(());
+                    }
+                }
                 let mut values = node.operands.clone();
                 values.push(r0);
                 let (body, grid, vars, regs, scratch) = emit::generic(&self.m.dims, gen, self.params(&values))?;
@@ -170,6 +178,73 @@ impl Scheduler<'_> {
             other => return Err(ScheduleError(format!("`{}` is left after decomposition", other.name()))),
         }
         Ok(())
+    }
+
+    /// The library call of an `attention` op of the standard form whose
+    /// operands are laid out as the call reads them; defines its result (after
+    /// every check, so a `None` changes nothing).
+    fn attention_call(&mut self, node: &crate::ir::Node, gen: &crate::ir::ops::Generic) -> Option<KernelAttention> {
+        let form = attention::recognise(gen)?;
+        let extent = |v: u32| gen.vars.get(v as usize).map(|x| x.extent.clone());
+        let [b, i, h, e, j, e1] = [0, 1, 2, 3, form.j, form.e1].map(extent);
+        let (b, i, h, e, j, e1) = (b?, i?, h?, e?, j?, e1?);
+        let kv_heads = match &h {
+            Dim::Known(n) if n % form.group == 0 => Dim::Known(n / form.group),
+            Dim::Sym(_) if form.group == 1 => h.clone(),
+            _ => return None,
+        };
+        let shape = |x: u32| &self.g.ty(node.operands[x as usize]).shape;
+        let laid_out = shape(form.q)[..] == [b.clone(), i.clone(), h.clone(), e1.clone()]
+            && shape(form.k)[..] == [b.clone(), j.clone(), kv_heads.clone(), e1.clone()]
+            && shape(form.v)[..] == [b.clone(), j.clone(), kv_heads, e.clone()];
+        if !laid_out {
+            return None;
+        }
+        let sizes = |x: &attention::Sizes| -> Option<Expr> {
+            let mut acc = Expr::Int(0);
+            for (c, name) in &x.terms {
+                let d = Expr::Dim(self.m.dims.iter().position(|n| n == name)? as u32);
+                acc = match c {
+                    -1 => Expr::int(IntOp::Sub, acc, d),
+                    c => Expr::add(acc, Expr::mul(Expr::Int(*c), d)),
+                };
+            }
+            Some(match x.constant {
+                c if c < 0 => Expr::int(IntOp::Sub, acc, Expr::Int(-c)),
+                c => Expr::add(acc, Expr::Int(c)),
+            })
+        };
+        let combine = |xs: &[attention::Sizes], op: IntOp| -> Option<Option<Expr>> {
+            let mut out: Option<Expr> = None;
+            for x in xs {
+                let x = sizes(x)?;
+                out = Some(out.map_or(x.clone(), |o| Expr::int(op, o, x)));
+            }
+            Some(out)
+        };
+        let keys = KeyRange {
+            lo_rel: combine(&form.keys.lo_rel, IntOp::Max)?,
+            hi_rel: combine(&form.keys.hi_rel, IntOp::Min)?,
+            lo_abs: combine(&form.keys.lo_abs, IntOp::Max)?,
+            hi_abs: combine(&form.keys.hi_abs, IntOp::Min)?,
+        };
+        let [q, k, v] = [form.q, form.k, form.v].map(|x| self.buf(node.operands[x as usize]));
+        let out = self.define(node.results[0], Role::Temp);
+        Some(KernelAttention {
+            batch: self.dim(&b),
+            q_len: self.dim(&i),
+            kv_len: self.dim(&j),
+            heads: self.dim(&h),
+            group: Expr::Int(form.group),
+            dim: self.dim(&e1),
+            dim_v: self.dim(&e),
+            scale: form.scale,
+            keys,
+            q,
+            k,
+            v,
+            out,
+        })
     }
 
     #[allow(clippy::too_many_arguments)]

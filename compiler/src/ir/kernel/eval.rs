@@ -39,6 +39,13 @@ pub fn run(m: &KernelModule, dims: &[i64], mem: &mut Memory) {
                 super::longconv::direct(batch, len, channels, taps, &mem.buffers[x], &mem.buffers[k], &mut out);
                 mem.buffers[y] = out;
             }
+            Launch::Attention(a) => {
+                let s = a.sizes(dims);
+                let [q, k, v, o] = [a.q, a.k, a.v, a.out].map(|b| root(b.0 as usize));
+                let mut out = vec![0f32; s.batch * s.q_len * s.heads * s.dim_v];
+                super::attention::direct(&s, &mem.buffers[q], &mem.buffers[k], &mem.buffers[v], &mut out);
+                mem.buffers[o] = out;
+            }
             Launch::Gemm { m: rows, n, k, a, b, bias, c } => {
                 let (rows, n, k) = (int(rows, dims) as usize, int(n, dims) as usize, int(k, dims) as usize);
                 let (a, b, c) = (root(a.0 as usize), root(b.0 as usize), root(c.0 as usize));

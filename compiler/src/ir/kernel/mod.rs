@@ -13,6 +13,7 @@
 //! Types are explicit: index expressions are `i64`, values `f32`, conditions
 //! `bool`, and [`Expr::ty`] gives each.
 
+pub mod attention;
 pub mod eval;
 pub mod hoist;
 pub mod longconv;
@@ -64,6 +65,11 @@ pub enum Launch {
     /// `y[b, l, d] = sum_{t <= l, t < taps} k[t, d] * x[b, l - t, d]` (a library
     /// call; [`longconv`] says how it runs).
     CausalConv { batch: Expr, len: Expr, channels: Expr, taps: Expr, x: BufId, k: BufId, y: BufId },
+    /// Scaled dot-product attention (a library call; tiles of queries and keys
+    /// through dense products on the CPU, a fused kernel on a GPU):
+    /// `out[b, i, h, :] = sum_j softmax_j(scale * q[b, i, h, :] . k[b, j, h / group, :]) * v[b, j, h / group, :]`
+    /// over the keys `j` of [`Attention::keys`] for query `i`.
+    Attention(Box<attention::Attention>),
 }
 
 /// A loop nest over buffer parameters `0..params`.
@@ -324,6 +330,7 @@ impl KernelModule {
                 }
                 Launch::Fill { buf, .. } => touch(*buf, at),
                 Launch::CausalConv { x, k, y, .. } => [*x, *k, *y].into_iter().for_each(|b| touch(b, at)),
+                Launch::Attention(a) => [a.q, a.k, a.v, a.out].into_iter().for_each(|b| touch(b, at)),
             }
         }
         let end = self.launches.len();

@@ -48,6 +48,32 @@ pub fn print(m: &KernelModule) -> String {
                 expr(taps, dims),
                 expr(channels, dims)
             ),
+            Launch::Attention(a) => {
+                let e = |x: &Expr| expr(x, dims);
+                let bound = |x: &Option<Expr>| x.as_ref().map_or("-".to_string(), e);
+                format!(
+                    "b{} = attention q b{}[{}, {}, {}, {}] k b{}[{}, {}, {} / {}, {}] v b{}[.., {}] scale {:?} keys i+[{}, {}] abs [{}, {}]",
+                    a.out.0,
+                    a.q.0,
+                    e(&a.batch),
+                    e(&a.q_len),
+                    e(&a.heads),
+                    e(&a.dim),
+                    a.k.0,
+                    e(&a.batch),
+                    e(&a.kv_len),
+                    e(&a.heads),
+                    e(&a.group),
+                    e(&a.dim),
+                    a.v.0,
+                    e(&a.dim_v),
+                    a.scale,
+                    bound(&a.keys.lo_rel),
+                    bound(&a.keys.hi_rel),
+                    bound(&a.keys.lo_abs),
+                    bound(&a.keys.hi_abs),
+                )
+            }
         };
         let _ = writeln!(out, "    {line}");
     }
