@@ -100,7 +100,7 @@ fn main() {
     let (ours, theirs) = shared(&m);
     let model = Model::from_checked(m).unwrap().with_weights(ours);
     use candle_transformers::models::llama::{Cache, Config as LConfig, Llama};
-    for len in [512, 1024] {
+    for len in [1024, 8192] {
         let cfg = LConfig {
             hidden_size: d_model,
             intermediate_size: d_ff,

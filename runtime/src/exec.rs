@@ -186,7 +186,10 @@ impl Program {
                         s.batch * s.q_len * s.heads * s.dim_v,
                     );
                     if (qn, kn, vn, on) != want {
-                        return Err(format!("attention: buffers of {:?} elements, expected {want:?}", (qn, kn, vn, on)));
+                        return Err(format!(
+                            "attention: buffers of {:?} elements, expected {want:?}",
+                            (qn, kn, vn, on)
+                        ));
                     }
                     // SAFETY: buffers of the sizes checked above; `out` is a
                     // temp distinct from the operands.

@@ -58,9 +58,8 @@ pub fn recognise(gen: &Generic) -> Option<Form> {
     let [j] = vars[..] else { return None };
     let Scalar::Apply(ScalarFn::Mul, f) = &**body else { return None };
     let (p, v_load) = match (&f[0], &f[1]) {
-        (p @ Scalar::Reduce { op: ReduceOp::Softmax, .. }, v) | (v, p @ Scalar::Reduce { op: ReduceOp::Softmax, .. }) => {
-            (p, v)
-        }
+        (p @ Scalar::Reduce { op: ReduceOp::Softmax, .. }, v)
+        | (v, p @ Scalar::Reduce { op: ReduceOp::Softmax, .. }) => (p, v),
         _ => return None,
     };
     let Scalar::Reduce { vars: softmax_vars, body: scores, .. } = p else { return None };

@@ -126,10 +126,8 @@ pub fn direct(s: &Sizes, q: &[f32], k: &[f32], v: &[f32], out: &mut [f32]) {
                 let total: f64 = weights.iter().sum();
                 let o = &mut out[s.q_row(b, i, h, s.dim_v)..][..s.dim_v];
                 for (c, y) in o.iter_mut().enumerate() {
-                    let acc: f64 = (lo..hi)
-                        .zip(&weights)
-                        .map(|(j, w)| w * v[s.kv_row(b, j, h, s.dim_v) + c] as f64)
-                        .sum();
+                    let acc: f64 =
+                        (lo..hi).zip(&weights).map(|(j, w)| w * v[s.kv_row(b, j, h, s.dim_v) + c] as f64).sum();
                     *y = if hi > lo { (acc / total) as f32 } else { 0.0 };
                 }
             }
