@@ -121,3 +121,25 @@ fn case_clif_snapshots() {
         insta::assert_snapshot!(format!("clif@{case}"), clif);
     }
 }
+
+/// A layer repeated `n` times compiles once: every kernel of Mamba's second
+/// layer has the code of its counterpart in the first (all but the name), and
+/// kernels that differ in anything else are kept apart.
+#[test]
+fn repeated_layers_share_their_code() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("dsl-examples/mamba.seq");
+    let (_, r) = driver::check_bytes("mamba.seq", &std::fs::read(path).unwrap(), common::small_config("mamba.seq"));
+    let Ok(Checked::Model(mut m)) = r else { panic!("mamba checks") };
+    seqc_compiler::passes::run_until(&mut m.graph, None).unwrap();
+    let module = schedule(&m.graph).unwrap();
+    let reps = seqc_cranelift::representatives(&module);
+    let code = |k: &seqc_compiler::ir::kernel::Kernel| (k.params, k.body.clone(), k.vars, k.regs, k.scratch.clone());
+    for (i, &r) in reps.iter().enumerate() {
+        assert!(r <= i && code(&module.kernels[r]) == code(&module.kernels[i]), "k{i} shares k{r}'s code");
+        if r == i {
+            assert!(module.kernels[..i].iter().all(|k| code(k) != code(&module.kernels[i])), "k{i} is new");
+        }
+    }
+    let layer1: Vec<usize> = (0..reps.len()).filter(|&i| module.kernels[i].name.contains("layers.1.")).collect();
+    assert!(!layer1.is_empty() && layer1.iter().all(|&i| reps[i] < i), "layer 1 reuses layer 0's kernels");
+}

@@ -167,8 +167,13 @@ pub fn load_program(
             entry.prefix
         )));
     }
-    let mut kernels = Vec::with_capacity(entry.kernels);
-    for i in 0..entry.kernels {
+    // Repeated kernels are defined once, under their first occurrence's symbol.
+    let mut kernels: Vec<KernelFn> = Vec::with_capacity(entry.kernels);
+    for (i, rep) in seqc_cranelift::representatives(&module).into_iter().enumerate() {
+        if rep != i {
+            kernels.push(kernels[rep]);
+            continue;
+        }
         let symbol = seqc_cranelift::kernel_symbol(&entry.prefix, i);
         // SAFETY: the symbol was defined by `compile_object` with `KernelFn`'s
         // signature, for kernel `i` of a module with this fingerprint.

@@ -193,7 +193,24 @@ fn declare_host(
     Ok(host)
 }
 
-/// Defines every kernel of `m`, kernel `i` under the symbol `symbol(i)`.
+/// For each kernel of `m`, the first kernel with the same code (all but its
+/// name): a layer repeated `n` times is compiled once, not `n` times. An
+/// object file defines only these; a loader maps the others with this same
+/// function.
+pub fn representatives(m: &KernelModule) -> Vec<usize> {
+    let mut seen: HashMap<String, usize> = HashMap::new();
+    m.kernels
+        .iter()
+        .enumerate()
+        .map(|(i, k)| {
+            let code = format!("{:?}", (k.params, k.grid_var, &k.body, k.vars, k.regs, &k.scratch));
+            *seen.entry(code).or_insert(i)
+        })
+        .collect()
+}
+
+/// Defines every distinct kernel of `m` ([`representatives`]), kernel `i`
+/// under the symbol `symbol(i)`; returns each kernel's function.
 fn define_all(
     module: &mut impl Module,
     m: &KernelModule,
@@ -208,8 +225,15 @@ fn define_all(
     }
     let mut ctx = module.make_context();
     let mut fctx = FunctionBuilderContext::new();
-    let mut ids = Vec::new();
-    for (i, k) in m.kernels.iter().enumerate() {
+    let mut ids: Vec<FuncId> = Vec::new();
+    for (i, (k, rep)) in m.kernels.iter().zip(representatives(m)).enumerate() {
+        if rep != i {
+            if let Some(t) = text.as_deref_mut() {
+                t.push_str(&format!("; k{i}: {}: the code of k{rep}\n\n", k.name));
+            }
+            ids.push(ids[rep]);
+            continue;
+        }
         let id = module.declare_function(&symbol(i), Linkage::Export, &sig).map_err(fail)?;
         ctx.func.signature = sig.clone();
         {
