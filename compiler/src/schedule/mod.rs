@@ -259,6 +259,7 @@ impl Scheduler<'_> {
         args: Vec<BufId>,
     ) {
         let mut vars = vars;
+        crate::ir::kernel::unroll::inline_short_reductions(&mut body);
         crate::ir::kernel::hoist::hoist(&mut body, &mut vars);
         // Four f32 lanes: what every CPU backend has (128-bit vectors).
         crate::ir::kernel::vector::mark(&mut body, 4);

@@ -18,6 +18,7 @@ pub mod eval;
 pub mod hoist;
 pub mod longconv;
 pub mod print;
+pub mod unroll;
 pub mod vector;
 
 use crate::ir::ScalarFn;

@@ -140,6 +140,18 @@ fn block(out: &mut String, stmts: &[Stmt], dims: &[String], depth: usize) {
 }
 
 /// An expression, fully parenthesised except at the top.
+/// Binding strength of an infix element function (higher binds tighter).
+fn precedence(f: crate::ir::ScalarFn) -> u8 {
+    use crate::ir::ScalarFn::*;
+    match f {
+        Or => 1,
+        And => 2,
+        Lt | Le | Gt | Ge | Eq | Ne => 3,
+        Add | Sub => 4,
+        _ => 5,
+    }
+}
+
 pub fn expr(e: &Expr, dims: &[String]) -> String {
     let sub = |x: &Expr| match x {
         Expr::Int(_)
@@ -171,7 +183,20 @@ pub fn expr(e: &Expr, dims: &[String]) -> String {
             format!("{} {op} {}", sub(a), sub(b))
         }
         Expr::Call(f, args) if f.is_infix() && args.len() == 2 => {
-            format!("{} {} {}", sub(&args[0]), f.name(), sub(&args[1]))
+            // Parenthesised where the tree is not what precedence and left
+            // association would read: a looser operand, or an equal one on the right.
+            let operand = |x: &Expr, right: bool| match x {
+                Expr::Call(g, a) if g.is_infix() && a.len() == 2 => {
+                    let (inner, outer) = (precedence(*g), precedence(*f));
+                    if inner < outer || (right && inner == outer) {
+                        format!("({})", expr(x, dims))
+                    } else {
+                        expr(x, dims)
+                    }
+                }
+                _ => sub(x),
+            };
+            format!("{} {} {}", operand(&args[0], false), f.name(), operand(&args[1], true))
         }
         Expr::Call(f, args) => {
             let args: Vec<String> = args.iter().map(|a| expr(a, dims)).collect();
