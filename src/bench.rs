@@ -133,11 +133,11 @@ pub fn run(subject: Subject, req: Request) -> Result<(), String> {
         bar.finish_and_clear();
         ((req.seq_len * req.iters) as f64, timed)
     };
-    if req.profile {
-        let rows = seqc_runtime::profile::take();
-        let total: f64 = rows.iter().map(|r| r.1).sum();
+    let profile = if req.profile { seqc_runtime::profile::take() } else { Vec::new() };
+    if req.profile && !req.json {
+        let total: f64 = profile.iter().map(|r| r.1).sum();
         eprintln!("time by kernel (warm-up run included):");
-        for (what, secs, n) in rows.iter().take(15) {
+        for (what, secs, n) in profile.iter().take(15) {
             eprintln!("  {:5.1}%  {:9.3} ms  {n:6}x  {what}", 100.0 * secs / total, secs * 1e3);
         }
     }
@@ -152,14 +152,19 @@ pub fn run(subject: Subject, req: Request) -> Result<(), String> {
         seqc_runtime::Precision::Bf16 => "bf16",
     };
     if req.json {
-        println!(
-            "{}",
-            serde_json::json!({
-                "model": name, "mode": mode, "batch": req.batch, "seq_len": req.seq_len, "iters": req.iters,
-                "tokens_per_s": tokens_per_s, "ms_per_token": ms_per_token, "peak_bytes": peak, "compile_ms": compile_ms,
-                "threads": rayon_threads(), "artifact": artifact, "weight_dtype": weight_dtype,
-            })
-        );
+        let mut out = serde_json::json!({
+            "model": name, "mode": mode, "batch": req.batch, "seq_len": req.seq_len, "iters": req.iters,
+            "tokens_per_s": tokens_per_s, "ms_per_token": ms_per_token, "peak_bytes": peak, "compile_ms": compile_ms,
+            "threads": rayon_threads(), "artifact": artifact, "weight_dtype": weight_dtype,
+        });
+        if req.profile {
+            // Every launch, the warm-up run included (`iters + 1` runs).
+            out["profile"] = profile
+                .iter()
+                .map(|(what, secs, n)| serde_json::json!({"what": what, "ms": secs * 1e3, "launches": n}))
+                .collect();
+        }
+        println!("{out}");
     } else {
         println!(
             "{name}: {mode}, B = {}, L = {}, {} timed runs, {} threads",

@@ -117,7 +117,8 @@ fn case_clif_snapshots() {
         let (_, r) = driver::check_bytes(case, &std::fs::read(path).unwrap(), "");
         let Ok(Checked::Model(mut m)) = r else { panic!("{case} checks") };
         seqc_compiler::passes::run_until(&mut m.graph, None).unwrap();
-        let clif = seqc_cranelift::clif(&schedule(&m.graph).unwrap()).unwrap();
+        // With fused multiply-adds, whether or not this machine has them.
+        let clif = seqc_cranelift::clif_with(&schedule(&m.graph).unwrap(), true).unwrap();
         insta::assert_snapshot!(format!("clif@{case}"), clif);
     }
 }

@@ -88,7 +88,8 @@ pub fn compile(m: &KernelModule) -> Result<Compiled, BackendError> {
     }
     let mut module = JITModule::new(builder);
     let host = declare_host(&mut module, false)?;
-    let ids = define_all(&mut module, m, |i| format!("k{i}"), &host, None)?;
+    let fma = has_fma(&module);
+    let ids = define_all(&mut module, m, fma, |i| format!("k{i}"), &host, None)?;
     module.finalize_definitions().map_err(fail)?;
     let kernels = ids
         .into_iter()
@@ -119,7 +120,8 @@ pub fn compile_object(modules: &[(&str, &KernelModule)]) -> Result<Vec<u8>, Back
     let mut module = ObjectModule::new(builder);
     let host = declare_host(&mut module, true)?;
     for (prefix, m) in modules {
-        define_all(&mut module, m, |i| kernel_symbol(prefix, i), &host, None)?;
+        let fma = has_fma(&module);
+        define_all(&mut module, m, fma, |i| kernel_symbol(prefix, i), &host, None)?;
     }
     module.finish().emit().map_err(fail)
 }
@@ -134,14 +136,29 @@ pub fn native_features() -> Result<Vec<String>, BackendError> {
     Ok(on)
 }
 
-/// The Cranelift IR of every kernel, as `seqc compile --emit clif` prints it.
+/// The Cranelift IR of every kernel, as `seqc compile --emit clif` prints it
+/// for this machine.
 pub fn clif(m: &KernelModule) -> Result<String, BackendError> {
+    let isa = cranelift_native::builder().map_err(fail)?.finish(settings::Flags::new(isa_flags())).map_err(fail)?;
+    let fma = isa.isa_flags().iter().any(|f| f.name == "has_fma" && f.as_bool() == Some(true));
+    clif_with(m, fma)
+}
+
+/// The Cranelift IR of every kernel for a CPU that has fused multiply-adds or
+/// not (the one feature the IR itself depends on): the same text on every
+/// machine, for snapshots.
+pub fn clif_with(m: &KernelModule, fma: bool) -> Result<String, BackendError> {
     let isa = cranelift_native::builder().map_err(fail)?.finish(settings::Flags::new(isa_flags())).map_err(fail)?;
     let mut module = JITModule::new(JITBuilder::with_isa(isa, default_libcall_names()));
     let mut text = String::new();
     let host = declare_host(&mut module, false)?;
-    define_all(&mut module, m, |i| format!("k{i}"), &host, Some(&mut text))?;
+    define_all(&mut module, m, fma, |i| format!("k{i}"), &host, Some(&mut text))?;
     Ok(text)
+}
+
+/// Whether the module's target fuses multiply-adds (polynomials then use them).
+fn has_fma(module: &impl Module) -> bool {
+    module.isa().isa_flags().iter().any(|f| f.name == "has_fma" && f.as_bool() == Some(true))
 }
 
 /// The host functions kernels call, by symbol, in a fixed order (so `--emit
@@ -214,6 +231,7 @@ pub fn representatives(m: &KernelModule) -> Vec<usize> {
 fn define_all(
     module: &mut impl Module,
     m: &KernelModule,
+    fma: bool,
     symbol: impl Fn(usize) -> String,
     host: &std::collections::BTreeMap<&'static str, FuncId>,
     mut text: Option<&mut String>,
@@ -240,7 +258,7 @@ fn define_all(
             let mut b = FunctionBuilder::new(&mut ctx.func, &mut fctx);
             let refs: HashMap<&str, FuncRef> =
                 host.iter().map(|(n, id)| (*n, module.declare_func_in_func(*id, b.func))).collect();
-            Gen::build(&mut b, k, m.dims.len(), refs, ptr);
+            Gen::build(&mut b, k, m.dims.len(), refs, ptr, fma);
             b.seal_all_blocks();
             b.finalize(module.target_config());
         }
@@ -263,6 +281,8 @@ pub(crate) struct Gen<'a, 'b> {
     dims: Vec<Value>,
     host: HashMap<&'static str, FuncRef>,
     flags: MemFlagsData,
+    /// The target fuses multiply-adds.
+    fma: bool,
     /// Indices read as a given value instead of their variable: every index
     /// inside its loop, `let`s, and one lane's index where a gather computes
     /// an address at a time.
@@ -276,6 +296,7 @@ impl<'a, 'b> Gen<'a, 'b> {
         n_dims: usize,
         host: HashMap<&'static str, FuncRef>,
         ptr: types::Type,
+        fma: bool,
     ) {
         let entry = b.create_block();
         b.append_block_params_for_function_params(entry);
@@ -293,6 +314,7 @@ impl<'a, 'b> Gen<'a, 'b> {
             dims,
             host,
             flags,
+            fma,
             overrides: HashMap::new(),
         };
         // The grid loop over lo..hi.
@@ -588,7 +610,7 @@ impl<'a, 'b> Gen<'a, 'b> {
     }
 
     fn call(&mut self, f: ScalarFn, x: &[Value]) -> Value {
-        if let Some(v) = math::inline(self.b, f, x, false) {
+        if let Some(v) = math::inline(self.b, f, x, false, self.fma) {
             return v;
         }
         let name = math::host_name(f).expect("every other function has a host implementation");

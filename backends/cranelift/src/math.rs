@@ -12,6 +12,8 @@ use seqc_compiler::ir::ScalarFn;
 struct Math<'a, 'b> {
     b: &'a mut FunctionBuilder<'b>,
     lanes: bool,
+    /// The CPU fuses multiply-adds (polynomials use them).
+    fma: bool,
 }
 
 fn lane_order() -> MemFlagsData {
@@ -20,21 +22,27 @@ fn lane_order() -> MemFlagsData {
 
 impl Math<'_, '_> {
     fn c(&mut self, v: f32) -> Value {
-        let s = self.b.ins().f32const(v);
         if self.lanes {
-            self.b.ins().splat(types::F32X4, s)
+            self.lanes_const(types::F32X4, v.to_bits())
         } else {
-            s
+            self.b.ins().f32const(v)
         }
     }
 
     fn ci(&mut self, v: i64) -> Value {
-        let s = self.b.ins().iconst(types::I32, v);
         if self.lanes {
-            self.b.ins().splat(types::I32X4, s)
+            self.lanes_const(types::I32X4, v as i32 as u32)
         } else {
-            s
+            self.b.ins().iconst(types::I32, v)
         }
+    }
+
+    /// Four equal lanes from the constant pool: one load, where a scalar
+    /// constant splatted takes a move and a shuffle at every use.
+    fn lanes_const(&mut self, ty: types::Type, bits: u32) -> Value {
+        let bytes: Vec<u8> = (0..4).flat_map(|_| bits.to_le_bytes()).collect();
+        let handle = self.b.func.dfg.constants.insert(bytes.into());
+        self.b.ins().vconst(ty, handle)
     }
 
     /// A comparison, as a mask `pick` takes.
@@ -99,9 +107,13 @@ impl Math<'_, '_> {
     fn poly(&mut self, x: Value, coeffs: &[f32]) -> Value {
         let mut p = self.c(coeffs[0]);
         for v in &coeffs[1..] {
-            let m = self.b.ins().fmul(p, x);
             let cv = self.c(*v);
-            p = self.b.ins().fadd(m, cv);
+            p = if self.fma {
+                self.b.ins().fma(p, x, cv)
+            } else {
+                let m = self.b.ins().fmul(p, x);
+                self.b.ins().fadd(m, cv)
+            };
         }
         p
     }
@@ -125,17 +137,23 @@ impl Math<'_, '_> {
         let xc = self.pick(above, hi, xc);
         let log2e = self.c(std::f32::consts::LOG2_E);
         let t = self.b.ins().fmul(xc, log2e);
-        let k = self.b.ins().nearest(t);
+        // Rounding by adding 1.5 * 2^23: the sum's low mantissa bits hold
+        // round(t) as an integer, and subtracting it again gives round(t) as a
+        // float; no rounding or conversion instruction needed.
+        let magic = self.c(12_582_912.0);
+        let j = self.b.ins().fadd(t, magic);
+        let k = self.b.ins().fsub(j, magic);
         let (c_hi, c_lo) = (self.c(LN2_HI), self.c(LN2_LO));
         let kh = self.b.ins().fmul(k, c_hi);
         let r = self.b.ins().fsub(xc, kh);
         let kl = self.b.ins().fmul(k, c_lo);
         let r = self.b.ins().fsub(r, kl);
         let p = self.poly(r, &[1.0 / 5040.0, 1.0 / 720.0, 1.0 / 120.0, 1.0 / 24.0, 1.0 / 6.0, 0.5, 1.0, 1.0]);
-        let ity = self.int_ty();
-        let ki = self.b.ins().fcvt_to_sint_sat(ity, k);
-        let bias = self.ci(127);
-        let biased = self.b.ins().iadd(ki, bias);
+        let (ity, flags) = (self.int_ty(), self.flags());
+        let jb = self.b.ins().bitcast(ity, flags, j);
+        // bits(j) - bits(1.5 * 2^23) is round(t); then the exponent bias.
+        let bias = self.ci(127 - 0x4b40_0000);
+        let biased = self.b.ins().iadd(jb, bias);
         let bits = self.b.ins().ishl_imm_s(biased, 23);
         let scale = self.bits_to_float(bits);
         let y = self.b.ins().fmul(p, scale);
@@ -297,8 +315,8 @@ impl Math<'_, '_> {
 
 /// `f` applied to `x` inline, on scalars or `f32x4` (`lanes`); `None` for the
 /// functions the host computes.
-pub fn inline(b: &mut FunctionBuilder, f: ScalarFn, x: &[Value], lanes: bool) -> Option<Value> {
-    let mut m = Math { b, lanes };
+pub fn inline(b: &mut FunctionBuilder, f: ScalarFn, x: &[Value], lanes: bool, fma: bool) -> Option<Value> {
+    let mut m = Math { b, lanes, fma };
     Some(match f {
         ScalarFn::Add => m.b.ins().fadd(x[0], x[1]),
         ScalarFn::Sub => m.b.ins().fsub(x[0], x[1]),

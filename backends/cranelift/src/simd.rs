@@ -261,7 +261,7 @@ impl Gen<'_, '_> {
     /// An element function on `f32x4` values: inline, or lane by lane through
     /// the host.
     fn call_x4(&mut self, f: ScalarFn, x: &[Value]) -> Value {
-        if let Some(v) = math::inline(self.b, f, x, true) {
+        if let Some(v) = math::inline(self.b, f, x, true, self.fma) {
             return v;
         }
         let zero = self.b.ins().f32const(0.0);

@@ -1,0 +1,249 @@
+//! The CPU performance targets of the runtime's issue, rerun in one command:
+//! `cargo bench --bench targets`. Each row runs `seqc bench --json` (the
+//! command a user runs, in its own process, so peak memory is per row) and
+//! prints what it measured next to the target and to this machine's own
+//! bounds, measured here: `gemm`'s f32 rate, the read bandwidth of two
+//! threads, and the throughput of the `exp` the generated code uses.
+//!
+//! The llama.cpp and candle figures are the issue's, measured on another
+//! machine (2 cores with AVX-512, 44 GB/s); `cargo bench --bench vs_candle`
+//! runs candle itself. Rows are informative: nothing here asserts a time.
+
+use serde_json::Value;
+use std::process::Command;
+use std::time::Instant;
+
+fn seqc_bench(args: &[&str]) -> Value {
+    let out = Command::new(env!("CARGO_BIN_EXE_seqc"))
+        .arg("bench")
+        .args(args)
+        .arg("--json")
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("seqc runs");
+    assert!(out.status.success(), "seqc bench {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).expect("one JSON object")
+}
+
+fn num(v: &Value, key: &str) -> f64 {
+    v[key].as_f64().unwrap_or(f64::NAN)
+}
+
+/// Best time of `runs` calls of `f`, in seconds.
+fn best(runs: usize, mut f: impl FnMut()) -> f64 {
+    (0..runs)
+        .map(|_| {
+            let t = Instant::now();
+            f();
+            t.elapsed().as_secs_f64()
+        })
+        .fold(f64::INFINITY, f64::min)
+}
+
+/// `gemm`'s f32 rate on this machine, FLOP/s, on the Mamba block's largest
+/// product (2048 x 3072 x 768), with the runtime's thread pool.
+fn gemm_rate() -> f64 {
+    let (m, n, k) = (2048usize, 3072usize, 768usize);
+    let (a, b) = (vec![0.5f32; m * k], vec![0.25f32; k * n]);
+    let mut c = vec![0f32; m * n];
+    let threads = rayon::current_num_threads();
+    let secs = best(3, || unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            c.as_mut_ptr(),
+            1,
+            n as isize,
+            false,
+            a.as_ptr(),
+            1,
+            k as isize,
+            b.as_ptr(),
+            1,
+            n as isize,
+            0.0,
+            1.0,
+            false,
+            false,
+            false,
+            gemm::Parallelism::Rayon(threads),
+        )
+    });
+    2.0 * (m * n * k) as f64 / secs
+}
+
+/// Bytes per second two threads read from memory (a sum over 1 GiB).
+fn read_bandwidth() -> f64 {
+    use rayon::prelude::*;
+    let data = vec![1u64; 1 << 27];
+    let secs = best(3, || {
+        let s: u64 = data.par_chunks(1 << 16).map(|c| c.iter().fold(0u64, |a, &x| a.wrapping_add(x))).sum();
+        std::hint::black_box(s);
+    });
+    (data.len() * 8) as f64 / secs
+}
+
+/// `exp` evaluations per second of the generated code: eight independent
+/// `exp`s per element over a buffer that stays in cache, so arithmetic bounds
+/// it.
+fn exp_rate() -> f64 {
+    let source = r#"
+model exps {
+  input x: f32[B, L, 4096]
+  output y: f32[B, L, 4096]
+  forward {
+    let e[b, l, d] = exp(x[b, l, d]) + exp(x[b, l, d] * 0.5) + exp(x[b, l, d] * 0.25) + exp(x[b, l, d] * 0.125) + exp(x[b, l, d] * 2.0) + exp(x[b, l, d] * 3.0) + exp(x[b, l, d] * 5.0) + exp(x[b, l, d] * 7.0)
+    y = e
+  }
+}
+"#;
+    let model = seqc_runtime::Model::compile_source("exps.seq", source.as_bytes(), &Default::default())
+        .expect("the exp model compiles");
+    let (b, l) = (1usize, 64usize);
+    let x = seqc_runtime::Tensor::new(vec![b, l, 4096], vec![0.5; b * l * 4096]);
+    let reps = 50;
+    let secs = best(3, || {
+        for _ in 0..reps {
+            std::hint::black_box(model.forward(&[("x", x.clone())]).unwrap());
+        }
+    });
+    (8 * reps * b * l * 4096) as f64 / secs
+}
+
+fn row(what: &str, measured: String, target: String, note: String) {
+    println!("{what:<46} {measured:>18} {target:>22}   {note}");
+}
+
+fn main() {
+    let mamba_small = "d_model=768,n_layer=2,vocab=1024";
+    println!("machine bounds (measured here):");
+    let (flops, bandwidth, exps) = (gemm_rate(), read_bandwidth(), exp_rate());
+    println!(
+        "  gemm f32 {:.0} GFLOP/s, read bandwidth {:.1} GB/s (2 threads), generated exp {:.2} G/s",
+        flops / 1e9,
+        bandwidth / 1e9,
+        exps / 1e9
+    );
+    println!();
+    println!("{:<46} {:>18} {:>22}   note", "row", "measured", "target");
+
+    // Prefill, Mamba 768 x 2 layers, vocab 1024, L = 2048.
+    let r = seqc_bench(&[
+        "dsl-examples/mamba.seq",
+        "--config",
+        mamba_small,
+        "--seq-len",
+        "2048",
+        "--iters",
+        "3",
+        "--profile",
+    ]);
+    let tps = num(&r, "tokens_per_s");
+    // FLOPs per token of its products: in 768x3072, out 1536x768, x 1536x80,
+    // dt 48x1536 per layer; the head 768x1024.
+    let per_token = 2.0 * (2.0 * (768.0 * 3072.0 + 1536.0 * 768.0 + 1536.0 * 80.0 + 48.0 * 1536.0) + 768.0 * 1024.0);
+    row(
+        "mamba 768x2 prefill L=2048 (tok/s)",
+        format!("{tps:.0}"),
+        ">= 14,670 (3x llama.cpp)".into(),
+        format!(
+            "{:.2}x llama.cpp's 4,890; products alone bound this machine at {:.0}",
+            tps / 4890.0,
+            flops / per_token
+        ),
+    );
+    // The selective scan alone: d_inner x d_state exps per position and layer.
+    let scan_ms: f64 = r["profile"]
+        .as_array()
+        .map(|rows| {
+            rows.iter()
+                .filter(|x| x["what"].as_str().is_some_and(|w| w.starts_with("scan ")))
+                .map(|x| num(x, "ms"))
+                .sum()
+        })
+        .unwrap_or(f64::NAN);
+    let runs = num(&r, "iters") + 1.0;
+    let scan_exps = runs * 2.0 * 2048.0 * 1536.0 * 16.0;
+    let scan_rate = scan_exps / (scan_ms / 1e3);
+    row(
+        "selective scan kernel (exp/s)",
+        format!("{:.2} G/s", scan_rate / 1e9),
+        "vector exp rate".into(),
+        format!("{:.0}% of the generated exp's {:.2} G/s here", 100.0 * scan_rate / exps, exps / 1e9),
+    );
+
+    // Prefill, the 130M shape, L = 512, logits everywhere.
+    let r = seqc_bench(&["dsl-examples/mamba.seq", "--seq-len", "512", "--iters", "1"]);
+    let tps = num(&r, "tokens_per_s");
+    row(
+        "mamba 130M prefill L=512 (tok/s)",
+        format!("{tps:.0}"),
+        ">= 1,311 (3x llama.cpp)".into(),
+        format!("{:.2}x llama.cpp's 437", tps / 437.0),
+    );
+
+    // Decode, the 130M shape.
+    let weights_f32 = 129_135_360.0 * 4.0;
+    for (dtype, target, bytes) in [("f32", 10.6, weights_f32), ("bf16", 0.6 * 10.6, weights_f32 / 2.0)] {
+        let r = seqc_bench(&[
+            "dsl-examples/mamba.seq",
+            "--seq-len",
+            "32",
+            "--mode",
+            "decode",
+            "--iters",
+            "2",
+            "--weight-dtype",
+            dtype,
+        ]);
+        let ms = num(&r, "ms_per_token");
+        row(
+            &format!("mamba 130M decode B=1 {dtype} (ms/token)"),
+            format!("{ms:.1}"),
+            format!("<= {target:.1}"),
+            format!(
+                "reading the weights once bounds this machine at {:.1} ms; compile {:.0} ms",
+                bytes / bandwidth * 1e3,
+                num(&r, "compile_ms")
+            ),
+        );
+    }
+    let one = num(
+        &seqc_bench(&["dsl-examples/mamba.seq", "--seq-len", "16", "--mode", "decode", "--iters", "1"]),
+        "ms_per_token",
+    );
+    let eight = num(
+        &seqc_bench(&["dsl-examples/mamba.seq", "--seq-len", "16", "--mode", "decode", "--batch", "8", "--iters", "1"]),
+        "ms_per_token",
+    );
+    row(
+        "mamba 130M decode B=8 (ms/step)",
+        format!("{eight:.1}"),
+        "<= 1.2x B=1".into(),
+        format!("{:.2}x B=1's {one:.1}", eight / one),
+    );
+
+    // Attention prefill: time, and peak memory against L.
+    for len in ["2048", "8192", "16384"] {
+        let r = seqc_bench(&[
+            "dsl-examples/transformer.seq",
+            "--config",
+            "n_layer=1,vocab=1000",
+            "--seq-len",
+            len,
+            "--iters",
+            "1",
+        ]);
+        row(
+            &format!("transformer d768 12 heads L={len} (tok/s)"),
+            format!("{:.0}", num(&r, "tokens_per_s")),
+            "3x candle; memory ~ L".into(),
+            format!("peak {:.0} MB; ratios to candle: cargo bench --bench vs_candle", num(&r, "peak_bytes") / 1e6),
+        );
+    }
+
+    // Compile time, source to runnable, both modes of the 24-layer model.
+    let r = seqc_bench(&["dsl-examples/mamba.seq", "--seq-len", "1", "--mode", "decode", "--iters", "1"]);
+    row("mamba 130M compile, both modes (ms)", format!("{:.0}", num(&r, "compile_ms")), "< 300".into(), String::new());
+}
