@@ -208,7 +208,8 @@ impl Program {
                     let bufs = Pointers(args.iter().map(|b| p(*b)).collect());
                     let n = int(grid, &dims);
                     let scratch = m.kernels[*kernel].scratch.as_ref().map(|s| int(s, &dims).max(1) as usize);
-                    launch_grid(f, &bufs, &dims, n, scratch);
+                    let work = n.max(0) as u64 * point_work(&m.kernels[*kernel].body, &dims);
+                    launch_grid(f, &bufs, &dims, n, scratch, work);
                 }
             }
             if let Some(t0) = timer {
@@ -242,15 +243,48 @@ impl Program {
     }
 }
 
+/// Statements (loop iterations included) below which a launch runs on the
+/// calling thread: about ten microseconds of work, the cost of waking the pool.
+const INLINE_WORK: u64 = 20_000;
+
+/// Statements one grid point of a kernel runs, roughly: loops count their
+/// extent (a bound that depends on an index, such as a causal one, counts 64).
+fn point_work(body: &[seqc_compiler::ir::kernel::Stmt], dims: &[i64]) -> u64 {
+    use seqc_compiler::ir::kernel::{Expr, IntOp, Stmt};
+    fn extent(e: &Expr, dims: &[i64]) -> Option<i64> {
+        Some(match e {
+            Expr::Int(v) => *v,
+            Expr::Dim(d) => *dims.get(*d as usize)?,
+            Expr::Int2(op, a, b) => match (op, extent(a, dims), extent(b, dims)) {
+                (IntOp::Min, Some(x), None) | (IntOp::Min, None, Some(x)) => x,
+                (op, Some(x), Some(y)) if !matches!(op, IntOp::Div | IntOp::Rem) || y != 0 => op.apply(x, y),
+                _ => return None,
+            },
+            _ => return None,
+        })
+    }
+    body.iter()
+        .map(|s| match s {
+            Stmt::For { extent: e, body, .. } => {
+                extent(e, dims).unwrap_or(64).max(0) as u64 * (1 + point_work(body, dims))
+            }
+            Stmt::If { then, .. } => 1 + point_work(then, dims),
+            _ => 1,
+        })
+        .fold(0u64, u64::saturating_add)
+}
+
 /// Calls `f` over grid points `0..n`, in ranges spread over the thread pool;
 /// with `scratch`, each range gets its own buffer of that many elements (the
 /// kernel's last parameter), reused by the grid points it runs.
-fn launch_grid(f: seqc_cranelift::KernelFn, bufs: &Pointers, dims: &[i64], n: i64, scratch: Option<usize>) {
+fn launch_grid(f: seqc_cranelift::KernelFn, bufs: &Pointers, dims: &[i64], n: i64, scratch: Option<usize>, work: u64) {
     if n <= 0 {
         return;
     }
     let threads = rayon::current_num_threads() as i64;
-    let pieces = (threads * 4).min(n);
+    // Small launches (most of a decode step's) run on this thread: waking the
+    // pool costs more than they do.
+    let pieces = if work < INLINE_WORK { 1 } else { (threads * 4).min(n) };
     let call = |lo: i64, hi: i64| {
         let mut own = Vec::new();
         let mut ptrs = bufs.0.clone();
