@@ -28,6 +28,35 @@ fn rel_error(got: &[f32], want: &[f64]) -> f64 {
     got.iter().zip(want).map(|(a, b)| (*a as f64 - b).abs()).fold(0.0, f64::max) / scale
 }
 
+/// `model`'s outputs on `inputs` match the interpreter's (`want`) to 1e-4 of
+/// each output's largest element: in parallel mode, then in step mode over the
+/// first `steps` positions.
+fn assert_both_modes_match(
+    name: &str,
+    model: &Model,
+    inputs: &HashMap<String, interp::Tensor>,
+    want: &[(String, interp::Tensor)],
+    steps: usize,
+) {
+    let batch = inputs.values().next().map_or(1, |t| t.shape[0]);
+    let ins: Vec<(&str, Tensor)> = inputs.iter().map(|(k, v)| (k.as_str(), f32s(v))).collect();
+    let got = model.forward(&ins).unwrap_or_else(|e| panic!("{name}: {e}"));
+    for ((n, g), (_, w)) in got.iter().zip(want) {
+        assert_eq!(g.shape, w.shape, "{name}: `{n}`");
+        let e = rel_error(&g.data, &w.data);
+        assert!(e < 1e-4, "{name} B={batch}: `{n}` differs by {e:e} (relative to its largest element)");
+    }
+    let mut state = model.new_state(batch).unwrap();
+    for t in 0..steps {
+        let at: Vec<(&str, Tensor)> = inputs.iter().map(|(k, v)| (k.as_str(), f32s(&v.row(1, t)))).collect();
+        let got = model.step(&mut state, &at).unwrap_or_else(|e| panic!("{name}: {e}"));
+        for ((n, g), (_, w)) in got.iter().zip(want) {
+            let e = rel_error(&g.data, &w.row(1, t).data);
+            assert!(e < 1e-4, "{name} B={batch} step {t}: `{n}` differs by {e:e}");
+        }
+    }
+}
+
 #[test]
 fn compiled_cpu_matches_the_interpreter() {
     for (name, m) in models() {
@@ -39,24 +68,9 @@ fn compiled_cpu_matches_the_interpreter() {
             let dims = HashMap::from([("B".to_string(), batch), ("L".to_string(), len)]);
             let inputs = random_inputs(&m, &dims, 8);
             let want = interp::run(&graph, &Bindings { dims: &dims, inputs: &inputs, weights: &weights }).unwrap();
-            let ins: Vec<(&str, Tensor)> = inputs.iter().map(|(k, v)| (k.as_str(), f32s(v))).collect();
-            let got = model.forward(&ins).unwrap_or_else(|e| panic!("{name}: {e}"));
-            for ((n, g), (_, w)) in got.iter().zip(&want) {
-                assert_eq!(g.shape, w.shape, "{name}: `{n}`");
-                let e = rel_error(&g.data, &w.data);
-                assert!(e < 1e-4, "{name} B={batch} L={len}: `{n}` differs by {e:e} (relative to its largest element)");
-            }
-
-            // Step mode, position by position, and forward_from over two chunks.
-            let mut state = model.new_state(batch).unwrap();
-            for t in 0..len {
-                let at: Vec<(&str, Tensor)> = inputs.iter().map(|(k, v)| (k.as_str(), f32s(&v.row(1, t)))).collect();
-                let got = model.step(&mut state, &at).unwrap_or_else(|e| panic!("{name}: {e}"));
-                for ((n, g), (_, w)) in got.iter().zip(&want) {
-                    let e = rel_error(&g.data, &w.row(1, t).data);
-                    assert!(e < 1e-4, "{name} B={batch} step {t}: `{n}` differs by {e:e}");
-                }
-            }
+            // Parallel, then step mode position by position; then forward_from
+            // over two chunks.
+            assert_both_modes_match(&name, &model, &inputs, &want, len);
             let cut = len / 2;
             let part = |lo: usize, hi: usize| -> Vec<(&str, Tensor)> {
                 inputs
@@ -185,21 +199,7 @@ fn bf16_weights_match_the_interpreter_on_rounded_weights() {
             let dims = HashMap::from([("B".to_string(), batch), ("L".to_string(), len)]);
             let inputs = random_inputs(&m, &dims, 8);
             let want = interp::run(&graph, &Bindings { dims: &dims, inputs: &inputs, weights: &weights }).unwrap();
-            let ins: Vec<(&str, Tensor)> = inputs.iter().map(|(k, v)| (k.as_str(), f32s(v))).collect();
-            let got = model.forward(&ins).unwrap_or_else(|e| panic!("{name}: {e}"));
-            for ((n, g), (_, w)) in got.iter().zip(&want) {
-                let e = rel_error(&g.data, &w.data);
-                assert!(e < 1e-4, "{name} B={batch} L={len}: `{n}` differs by {e:e}");
-            }
-            let mut state = model.new_state(batch).unwrap();
-            for t in 0..len.min(4) {
-                let at: Vec<(&str, Tensor)> = inputs.iter().map(|(k, v)| (k.as_str(), f32s(&v.row(1, t)))).collect();
-                let got = model.step(&mut state, &at).unwrap_or_else(|e| panic!("{name}: {e}"));
-                for ((n, g), (_, w)) in got.iter().zip(&want) {
-                    let e = rel_error(&g.data, &w.row(1, t).data);
-                    assert!(e < 1e-4, "{name} B={batch} step {t}: `{n}` differs by {e:e}");
-                }
-            }
+            assert_both_modes_match(&name, &model, &inputs, &want, len.min(4));
         }
     }
 }

@@ -213,12 +213,8 @@ mod tests {
         ];
         let mut seed = 5u32;
         let mut noise = |n: usize| -> Vec<f32> {
-            (0..n)
-                .map(|_| {
-                    seed = seed.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
-                    ((seed >> 8) as f32 / (1u32 << 24) as f32 - 0.5) * 4.0
-                })
-                .collect()
+            seed += 1;
+            crate::testing::noise(seed, n).into_iter().map(|x| x * 4.0).collect()
         };
         for (what, batch, q_len, kv_len, heads, group, keys) in cases {
             let (dim, dim_v) = (16usize, 8usize);

@@ -22,6 +22,8 @@ mod longconv;
 mod products;
 pub mod profile;
 mod state;
+#[cfg(test)]
+mod testing;
 
 pub use state::State;
 

@@ -86,23 +86,14 @@ impl SharedOut {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn noise(n: usize, seed: u32) -> Vec<f32> {
-        let mut s = seed;
-        (0..n)
-            .map(|_| {
-                s = s.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
-                (s >> 8) as f32 / (1u32 << 24) as f32 - 0.5
-            })
-            .collect()
-    }
+    use crate::testing::noise;
 
     #[test]
     fn fft_path_matches_the_direct_convolution() {
         // Lengths on both sides of the filter's, channels not a multiple of the block.
         for (batch, len, d, taps) in [(2, 300, 11, 200), (1, 97, 3, 512), (3, 64, 9, 64)] {
             assert!(fft_size(len, taps).is_some());
-            let (x, k) = (noise(batch * len * d, 1), noise(taps * d, 2));
+            let (x, k) = (noise(1, batch * len * d), noise(2, taps * d));
             let (mut want, mut got) = (vec![0f32; x.len()], vec![0f32; x.len()]);
             direct(batch, len, d, taps, &x, &k, &mut want);
             causal_conv(batch, len, d, taps, &x, &k, &mut got);

@@ -336,16 +336,7 @@ fn streamed<W: Element, const FMA: bool>(p: Operands<W>, j0: usize, j1: usize, o
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn noise(seed: u32, n: usize) -> Vec<f32> {
-        let mut s = seed;
-        (0..n)
-            .map(|_| {
-                s = s.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
-                (s >> 8) as f32 / (1u32 << 24) as f32 - 0.5
-            })
-            .collect()
-    }
+    use crate::testing::noise;
 
     /// Every path (`gemm` in both layouts, the streaming kernel in f32 and bf16,
     /// one thread and several, with and without a bias) against an f64 sum over
