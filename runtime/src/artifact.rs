@@ -186,7 +186,7 @@ pub fn load_program(
     }
     // SAFETY: as above; the library lives as long as the `Compiled`.
     let code = unsafe { Compiled::from_loaded(Box::new(library.clone()), kernels) };
-    Ok(Program { module, code })
+    Ok(Program::new(module, code))
 }
 
 /// Opens the artifact's library.

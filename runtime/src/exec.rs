@@ -16,6 +16,9 @@ static EMPTY: [f32; 1] = [0.0];
 pub struct Program {
     pub module: KernelModule,
     pub code: Compiled,
+    /// Each kernel's work per grid point for the last dimensions run (a decode
+    /// runs the same ones every step), so launches do not walk kernels again.
+    work: std::sync::Mutex<(Vec<i64>, Vec<u64>)>,
 }
 
 /// The memory a run reads: by buffer role name (inputs, weights, states).
@@ -33,6 +36,20 @@ unsafe impl Send for Pointers {}
 unsafe impl Sync for Pointers {}
 
 impl Program {
+    pub fn new(module: KernelModule, code: Compiled) -> Program {
+        Program { module, code, work: Default::default() }
+    }
+
+    /// Work per grid point of every kernel, for `dims`.
+    fn point_work(&self, dims: &[i64]) -> Vec<u64> {
+        let mut cached = self.work.lock().unwrap_or_else(|e| e.into_inner());
+        if cached.0 != dims || cached.1.len() != self.module.kernels.len() {
+            let work = self.module.kernels.iter().map(|k| point_work(&k.body, dims)).collect();
+            *cached = (dims.to_vec(), work);
+        }
+        cached.1.clone()
+    }
+
     /// Weights read only as the right-hand side of products: the runtime may
     /// hold them transposed.
     pub fn gemm_only_weights(&self) -> Vec<(String, usize, usize)> {
@@ -74,6 +91,7 @@ impl Program {
             .map(|d| dims.get(d.as_str()).map(|&v| v as i64).ok_or_else(|| format!("dimension `{d}` is not bound")))
             .collect::<Result<_, _>>()?;
         let sizes: Vec<usize> = m.buffers.iter().map(|b| int(&b.size, &dims).max(0) as usize).collect();
+        let work_per_point = self.point_work(&dims);
         let root = |mut b: usize| {
             while let Role::Alias(a) = m.buffers[b].role {
                 b = a.0 as usize;
@@ -208,7 +226,7 @@ impl Program {
                     let bufs = Pointers(args.iter().map(|b| p(*b)).collect());
                     let n = int(grid, &dims);
                     let scratch = m.kernels[*kernel].scratch.as_ref().map(|s| int(s, &dims).max(1) as usize);
-                    let work = n.max(0) as u64 * point_work(&m.kernels[*kernel].body, &dims);
+                    let work = n.max(0) as u64 * work_per_point[*kernel];
                     launch_grid(f, &bufs, &dims, n, scratch, work);
                 }
             }

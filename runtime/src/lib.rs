@@ -135,7 +135,7 @@ pub struct ArtifactSummary {
 fn compile_graph(g: &seqc_compiler::ir::Graph) -> Result<Program, String> {
     let module = seqc_compiler::schedule::schedule(g).map_err(|e| e.to_string())?;
     let code = seqc_cranelift::compile(&module).map_err(|e| e.to_string())?;
-    Ok(Program { module, code })
+    Ok(Program::new(module, code))
 }
 
 impl Model {
