@@ -18,6 +18,8 @@ pub struct Request {
     pub weights: Option<PathBuf>,
     /// How the linear layers' weights are held.
     pub precision: seqc_runtime::Precision,
+    /// The code generator, when compiling from source.
+    pub codegen: seqc_runtime::Codegen,
     pub json: bool,
     pub iters: usize,
     /// Time spent parsing and checking, before `run`.
@@ -56,10 +58,11 @@ pub enum Subject {
 pub fn run(subject: Subject, req: Request) -> Result<(), String> {
     let start = Instant::now();
     let (model, artifact) = match subject {
-        Subject::Source(m) => (Model::from_checked(m).map_err(|e| e.to_string())?, false),
+        Subject::Source(m) => (Model::from_checked_with(m, req.codegen).map_err(|e| e.to_string())?, false),
         Subject::Artifact(dir) => (Model::load_artifact(dir).map_err(|e| e.to_string())?, true),
     };
     let m = model.checked().clone();
+    let codegen = model.codegen().name();
     if req.seq_len == 0 || req.batch == 0 || req.iters == 0 {
         return Err("`--seq-len`, `--batch` and `--iters` must be at least 1".into());
     }
@@ -156,6 +159,7 @@ pub fn run(subject: Subject, req: Request) -> Result<(), String> {
             "model": name, "mode": mode, "batch": req.batch, "seq_len": req.seq_len, "iters": req.iters,
             "tokens_per_s": tokens_per_s, "ms_per_token": ms_per_token, "peak_bytes": peak, "compile_ms": compile_ms,
             "threads": rayon_threads(), "artifact": artifact, "weight_dtype": weight_dtype,
+            "codegen": codegen,
         });
         if req.profile {
             // Every launch, the warm-up run included (`iters + 1` runs).
@@ -167,7 +171,7 @@ pub fn run(subject: Subject, req: Request) -> Result<(), String> {
         println!("{out}");
     } else {
         println!(
-            "{name}: {mode}, B = {}, L = {}, {} timed runs, {} threads",
+            "{name}: {mode}, B = {}, L = {}, {} timed runs, {} threads, {codegen}",
             req.batch,
             req.seq_len,
             req.iters,

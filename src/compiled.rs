@@ -10,23 +10,32 @@ fn f32s(t: &Tensor) -> seqc_runtime::Tensor {
     seqc_runtime::Tensor::new(t.shape.clone(), t.data.iter().map(|&x| x as f32).collect())
 }
 
+/// How to run a model.
+pub struct How {
+    /// Position by position, from an empty state.
+    pub step: bool,
+    pub precision: seqc_runtime::Precision,
+    /// The code generator, when compiling from source.
+    pub codegen: seqc_runtime::Codegen,
+}
+
 /// Runs `m` (compiled now, or loaded from an artifact) on checked weights and
-/// inputs; `step` runs position by position.
+/// inputs.
 pub fn run(
     m: CheckedModel,
     artifact: Option<Model>,
     weights: &HashMap<String, Tensor>,
     inputs: &HashMap<String, Tensor>,
-    step: bool,
-    precision: seqc_runtime::Precision,
+    how: How,
 ) -> Result<Vec<(String, Tensor)>, String> {
     let order: Vec<String> = m.inputs.iter().map(|io| io.name.clone()).collect();
     let model = match artifact {
         Some(model) => model,
-        None => Model::from_checked(m).map_err(|e| e.to_string())?,
+        None => Model::from_checked_with(m, how.codegen).map_err(|e| e.to_string())?,
     };
+    let step = how.step;
     let model = model
-        .with_precision(precision)
+        .with_precision(how.precision)
         .with_weights(weights.iter().map(|(k, t)| (k.clone(), t.data.iter().map(|&x| x as f32).collect())).collect());
     let ins: Vec<(&str, seqc_runtime::Tensor)> = order.iter().map(|n| (n.as_str(), f32s(&inputs[n]))).collect();
     let outs = if step {

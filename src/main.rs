@@ -75,6 +75,25 @@ impl WeightDtype {
     }
 }
 
+/// The CPU code generator.
+#[derive(Clone, Copy, ValueEnum, PartialEq)]
+enum CodegenArg {
+    /// Compiles in milliseconds; 4-lane vectors.
+    Cranelift,
+    /// The CPU's full vector width (8 lanes with AVX2, 16 with AVX-512) and
+    /// LLVM's optimiser; compiles in about a second.
+    Llvm,
+}
+
+impl CodegenArg {
+    fn codegen(self) -> seqc_runtime::Codegen {
+        match self {
+            CodegenArg::Cranelift => seqc_runtime::Codegen::Cranelift,
+            CodegenArg::Llvm => seqc_runtime::Codegen::Llvm,
+        }
+    }
+}
+
 #[derive(Clone, Copy, ValueEnum, PartialEq)]
 enum AnalyzeDtype {
     F32,
@@ -140,6 +159,9 @@ enum Command {
         /// state in, the outputs and the next state out) derived after the passes.
         #[arg(long, value_enum, default_value_t = Mode::Parallel)]
         mode: Mode,
+        /// The CPU code generator of an artifact (`-o DIR`).
+        #[arg(long, value_enum, default_value_t = CodegenArg::Cranelift)]
+        codegen: CodegenArg,
     },
     /// Write initial weights from each declaration's `init`.
     Init {
@@ -182,6 +204,9 @@ enum Command {
         /// the memory; sums stay f32).
         #[arg(long, value_enum, default_value_t = WeightDtype::F32)]
         weight_dtype: WeightDtype,
+        /// The CPU code generator (`--engine cpu`, from source).
+        #[arg(long, value_enum, default_value_t = CodegenArg::Cranelift)]
+        codegen: CodegenArg,
     },
     /// Measure a model on the CPU: tokens per second, time per token, peak
     /// memory, compile time. Random weights from the file's `init` unless given.
@@ -210,6 +235,9 @@ enum Command {
         /// bytes each decode step reads; sums stay f32).
         #[arg(long, value_enum, default_value_t = WeightDtype::F32)]
         weight_dtype: WeightDtype,
+        /// The CPU code generator (from source).
+        #[arg(long, value_enum, default_value_t = CodegenArg::Cranelift)]
+        codegen: CodegenArg,
     },
     /// Cost, memory and the SSM-or-attention decision, from the model itself.
     Analyze {
@@ -257,16 +285,22 @@ enum Command {
 
 /// `seqc compile FILE --target cpu -o DIR`: both modes' kernels compiled ahead
 /// of time into DIR (`seqc run DIR ...` and `Model::load_artifact` run them).
-fn write_artifact(file: &std::path::Path, config: &str, dir: &std::path::Path) -> Result<(), Reported> {
-    let options = seqc_runtime::Options { config: config.to_string(), ..Default::default() };
+fn write_artifact(
+    file: &std::path::Path,
+    config: &str,
+    dir: &std::path::Path,
+    codegen: seqc_runtime::Codegen,
+) -> Result<(), Reported> {
+    let options = seqc_runtime::Options { config: config.to_string(), codegen, ..Default::default() };
     let start = std::time::Instant::now();
     let model = seqc_runtime::Model::compile_file(file, &options).map_err(fail)?;
     let written = model.write_artifact(dir).map_err(fail)?;
     let modes = if written.no_step.is_some() { "parallel mode" } else { "parallel and step modes" };
     eprintln!(
-        "wrote {}: {} kernels ({modes}) in {:.0} ms: {}",
+        "wrote {}: {} kernels ({modes}, {}) in {:.0} ms: {}",
         dir.display(),
         written.kernels,
+        codegen.name(),
         start.elapsed().as_secs_f64() * 1e3,
         written.files.join(", ")
     );
@@ -441,7 +475,7 @@ fn run(cli: Cli) -> Result<(), Reported> {
                 Ok(())
             }
         }
-        Command::Compile { file, target, emit, config, output, after, mode } => {
+        Command::Compile { file, target, emit, config, output, after, mode, codegen } => {
             match emit {
                 Some(Emit::Ast) => {
                     let s = session(&file, &printer)?;
@@ -472,9 +506,9 @@ fn run(cli: Cli) -> Result<(), Reported> {
                     print!("{}", seqc_compiler::ir::print::print(&m.graph));
                     Ok(())
                 }
-                Some(emit @ (Emit::Kernel | Emit::Clif)) => {
-                    if emit == Emit::Clif && target != Target::Cpu {
-                        return Err(fail("`--emit clif` is the CPU target's code; use `--target cpu`"));
+                Some(emit @ (Emit::Kernel | Emit::Clif | Emit::Llvm)) => {
+                    if emit != Emit::Kernel && target != Target::Cpu {
+                        return Err(fail("`--emit clif|llvm` print the CPU target's code; use `--target cpu`"));
                     }
                     let mut m = model_of(&file, &config, &printer)?;
                     passes::run_until(&mut m.graph, None).map_err(|e| fail(format!("internal compiler error: {e}")))?;
@@ -484,7 +518,11 @@ fn run(cli: Cli) -> Result<(), Reported> {
                     let module = seqc_compiler::schedule::schedule(&m.graph).map_err(fail)?;
                     match emit {
                         Emit::Kernel => print!("{}", seqc_compiler::ir::kernel::print::print(&module)),
-                        _ => print!("{}", seqc_cranelift::clif(&module).map_err(fail)?),
+                        Emit::Clif => print!("{}", seqc_cranelift::clif(&module).map_err(fail)?),
+                        #[cfg(feature = "llvm")]
+                        _ => print!("{}", seqc_llvm::ir(&module).map_err(fail)?),
+                        #[cfg(not(feature = "llvm"))]
+                        _ => return Err(fail("this build of seqc has no LLVM code generator (feature `llvm`)")),
                     }
                     Ok(())
                 }
@@ -511,7 +549,7 @@ fn run(cli: Cli) -> Result<(), Reported> {
                         return Err(Reported);
                     }
                     match (target, output) {
-                        (Target::Cpu, Some(dir)) => write_artifact(&file, &config, &dir),
+                        (Target::Cpu, Some(dir)) => write_artifact(&file, &config, &dir, codegen.codegen()),
                         (Target::Cpu, None) => Err(fail(
                             "give the artifact's directory with `-o DIR`; `--emit kernel|clif` prints the code instead",
                         )),
@@ -544,7 +582,7 @@ fn run(cli: Cli) -> Result<(), Reported> {
             }
             Ok(())
         }
-        Command::Run { file, weights, input, output, engine, mode, config, check_finite, weight_dtype } => {
+        Command::Run { file, weights, input, output, engine, mode, config, check_finite, weight_dtype, codegen } => {
             // A directory is an artifact (`seqc compile -o DIR`), compiled with its own config.
             let (mut m, artifact) = if file.is_dir() {
                 if !config.is_empty() {
@@ -569,8 +607,12 @@ fn run(cli: Cli) -> Result<(), Reported> {
                     run_steps(&m, &dims, &inputs, &w, check_finite)?
                 }
                 (Engine::Cpu, mode) => {
-                    let outs = compiled::run(m, artifact, &w, &inputs, mode == Mode::Step, weight_dtype.precision())
-                        .map_err(fail)?;
+                    let how = compiled::How {
+                        step: mode == Mode::Step,
+                        precision: weight_dtype.precision(),
+                        codegen: codegen.codegen(),
+                    };
+                    let outs = compiled::run(m, artifact, &w, &inputs, how).map_err(fail)?;
                     if check_finite {
                         for (name, t) in &outs {
                             if let Some(k) = t.data.iter().position(|v| !v.is_finite()) {
@@ -588,7 +630,7 @@ fn run(cli: Cli) -> Result<(), Reported> {
             checkpoint::write(&output, &tensors).map_err(fail)?;
             Ok(())
         }
-        Command::Bench { file, seq_len, batch, mode, config, weights, json, iters, profile, weight_dtype } => {
+        Command::Bench { file, seq_len, batch, mode, config, weights, json, iters, profile, weight_dtype, codegen } => {
             let start = std::time::Instant::now();
             // A directory is an artifact (`seqc compile -o DIR`): timed as loaded.
             let subject = if file.is_dir() {
@@ -604,7 +646,9 @@ fn run(cli: Cli) -> Result<(), Reported> {
             let check_ms = start.elapsed().as_secs_f64() * 1e3;
             let decode = mode == BenchMode::Decode;
             let precision = weight_dtype.precision();
-            let request = bench::Request { seq_len, batch, decode, weights, precision, json, iters, check_ms, profile };
+            let codegen = codegen.codegen();
+            let request =
+                bench::Request { seq_len, batch, decode, weights, precision, codegen, json, iters, check_ms, profile };
             bench::run(subject, request).map_err(fail)
         }
         Command::Analyze {

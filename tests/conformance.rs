@@ -1,6 +1,6 @@
 //! The shared conformance suite for the compiled CPU path: for every example and
-//! every case in `tests/cases/`, the runtime's outputs (Cranelift code, `gemm`,
-//! f32) match the reference interpreter (f64) to 1e-4 of each output's largest
+//! every case in `tests/cases/`, the runtime's outputs (Cranelift's code and
+//! LLVM's, `gemm`, f32) match the reference interpreter (f64) to 1e-4 of each output's largest
 //! element, in parallel mode for several `B` and `L` (1, and lengths no tile or
 //! chunk size divides) and in step mode position by position; `forward_from`
 //! over chunks equals one `forward`.
@@ -8,7 +8,7 @@
 use seqc_compiler::init::{init_weights, random_inputs};
 use seqc_compiler::ir::interp::{self, Bindings};
 use seqc_compiler::sema::CheckedModel;
-use seqc_runtime::{Model, Precision, Tensor};
+use seqc_runtime::{Codegen, Model, Precision, Tensor};
 use std::collections::HashMap;
 
 mod common;
@@ -59,11 +59,24 @@ fn assert_both_modes_match(
 
 #[test]
 fn compiled_cpu_matches_the_interpreter() {
+    matches_the_interpreter(Codegen::Cranelift);
+}
+
+#[cfg(feature = "llvm")]
+#[test]
+fn llvm_code_matches_the_interpreter() {
+    matches_the_interpreter(Codegen::Llvm);
+}
+
+/// Every model compiled by `codegen` matches the interpreter in both modes,
+/// and over chunks.
+fn matches_the_interpreter(codegen: Codegen) {
     for (name, m) in models() {
         let weights = init_weights(&m, 7);
         let mut graph = m.graph.clone();
         seqc_compiler::passes::run_until(&mut graph, None).unwrap();
-        let model = Model::from_checked(m.clone()).unwrap_or_else(|e| panic!("{name}: {e}")).init_weights(7);
+        let model =
+            Model::from_checked_with(m.clone(), codegen).unwrap_or_else(|e| panic!("{name}: {e}")).init_weights(7);
         for (batch, len) in [(1, 1), (2, 5), (3, 17)] {
             let dims = HashMap::from([("B".to_string(), batch), ("L".to_string(), len)]);
             let inputs = random_inputs(&m, &dims, 8);

@@ -17,7 +17,7 @@
 use crate::exec::Program;
 use crate::Error;
 use seqc_compiler::ir::kernel::KernelModule;
-use seqc_cranelift::{Compiled, KernelFn};
+use crate::Codegen;
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 use std::sync::Arc;
@@ -36,7 +36,11 @@ pub struct Manifest {
     pub model: String,
     /// The config overrides it was compiled with (`d_model=256`).
     pub config: String,
-    /// Cranelift's ISA flags the code was compiled with (`has_avx2`, ...).
+    /// The code generator (absent in artifacts of seqc before LLVM: Cranelift).
+    #[serde(default)]
+    pub codegen: Codegen,
+    /// The CPU features the code was compiled with: Cranelift's ISA flags
+    /// (`has_avx2`, ...) or LLVM's (`llvm:avx2`, ...).
     pub features: Vec<String>,
     pub parallel: ModuleEntry,
     /// Absent when the model has no step form.
@@ -70,8 +74,10 @@ pub struct Written {
 }
 
 /// Writes the artifact of a model compiled from `source` with `config`.
+#[allow(clippy::too_many_arguments)]
 pub fn write(
     dir: &Path,
+    codegen: Codegen,
     model: &str,
     source: &[u8],
     config: &str,
@@ -81,7 +87,7 @@ pub fn write(
     std::fs::create_dir_all(dir).map_err(|e| io(dir, e))?;
     let mut modules = vec![("parallel", parallel)];
     modules.extend(step.map(|s| ("step", s)));
-    let object = seqc_cranelift::compile_object(&modules).map_err(|e| Error::Compiler(e.to_string()))?;
+    let object = compile_object(codegen, &modules)?;
     let entry = |prefix: &str, m: &KernelModule| ModuleEntry {
         prefix: prefix.to_string(),
         kernels: m.kernels.len(),
@@ -92,7 +98,8 @@ pub fn write(
         seqc: env!("CARGO_PKG_VERSION").to_string(),
         model: model.to_string(),
         config: config.to_string(),
-        features: seqc_cranelift::native_features().map_err(|e| Error::Compiler(e.to_string()))?,
+        codegen,
+        features: native_features(codegen)?,
         parallel: entry("parallel", parallel),
         step: step.map(|s| entry("step", s)),
     };
@@ -106,22 +113,32 @@ pub fn write(
     Ok(Written { files: [SOURCE, MANIFEST, OBJECT, LIBRARY].map(String::from).to_vec(), kernels })
 }
 
-/// Links the object into a shared library with the system's C compiler (`$CC`,
-/// else `cc`): the kernels need only the C math library.
+fn compile_object(codegen: Codegen, modules: &[(&str, &KernelModule)]) -> Result<Vec<u8>, Error> {
+    let object = match codegen {
+        Codegen::Cranelift => seqc_cranelift::compile_object(modules),
+        #[cfg(feature = "llvm")]
+        Codegen::Llvm => seqc_llvm::compile_object(modules),
+        #[cfg(not(feature = "llvm"))]
+        Codegen::Llvm => return Err(Error::Compiler(crate::NO_LLVM.to_string())),
+    };
+    object.map_err(|e| Error::Compiler(e.to_string()))
+}
+
+/// The CPU features code from `codegen` relies on, on this machine.
+fn native_features(codegen: Codegen) -> Result<Vec<String>, Error> {
+    let features = match codegen {
+        Codegen::Cranelift => seqc_cranelift::native_features(),
+        #[cfg(feature = "llvm")]
+        Codegen::Llvm => seqc_llvm::native_features(),
+        #[cfg(not(feature = "llvm"))]
+        Codegen::Llvm => return Err(Error::Compiler(crate::NO_LLVM.to_string())),
+    };
+    features.map_err(|e| Error::Compiler(e.to_string()))
+}
+
+/// Links the object into a shared library with the system's C compiler.
 fn link(dir: &Path) -> Result<(), Error> {
-    let cc = std::env::var("CC").unwrap_or_else(|_| "cc".to_string());
-    let out = std::process::Command::new(&cc)
-        .current_dir(dir)
-        .args(["-shared", "-o", LIBRARY, OBJECT, "-lm"])
-        .output()
-        .map_err(|e| Error::Io(format!("linking {OBJECT} with `{cc}`: {e} (set CC to a C compiler)")))?;
-    if !out.status.success() {
-        return Err(Error::Io(format!(
-            "linking {OBJECT} with `{cc}` failed:\n{}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        )));
-    }
-    Ok(())
+    seqc_codegen::native::link_shared(&dir.join(OBJECT), &dir.join(LIBRARY)).map_err(|e| Error::Io(e.to_string()))
 }
 
 /// Reads an artifact's manifest and source, checking the format and that this
@@ -136,7 +153,7 @@ pub fn read(dir: &Path) -> Result<(Manifest, Vec<u8>), Error> {
             format!("artifact format {} (this seqc reads {FORMAT}); compile it again", manifest.format),
         ));
     }
-    let here = seqc_cranelift::native_features().map_err(|e| Error::Compiler(e.to_string()))?;
+    let here = native_features(manifest.codegen)?;
     let missing: Vec<&String> = manifest.features.iter().filter(|f| !here.contains(f)).collect();
     if !missing.is_empty() {
         let list: Vec<&str> = missing.iter().map(|s| s.as_str()).collect();
@@ -167,35 +184,14 @@ pub fn load_program(
             entry.prefix
         )));
     }
-    // Repeated kernels are defined once, under their first occurrence's symbol.
-    let mut kernels: Vec<KernelFn> = Vec::with_capacity(entry.kernels);
-    for (i, rep) in seqc_cranelift::representatives(&module).into_iter().enumerate() {
-        if rep != i {
-            kernels.push(kernels[rep]);
-            continue;
-        }
-        let symbol = seqc_cranelift::kernel_symbol(&entry.prefix, i);
-        // SAFETY: the symbol was defined by `compile_object` with `KernelFn`'s
-        // signature, for kernel `i` of a module with this fingerprint.
-        let f: KernelFn = unsafe {
-            *library
-                .get::<KernelFn>(symbol.as_bytes())
-                .map_err(|e| Error::Io(format!("{}: {LIBRARY}: {e}", dir.display())))?
-        };
-        kernels.push(f);
-    }
-    // SAFETY: as above; the library lives as long as the `Compiled`.
-    let code = unsafe { Compiled::from_loaded(Box::new(library.clone()), kernels) };
+    // SAFETY: the library was compiled from a module with this fingerprint,
+    // each kernel under its symbol with the native signature.
+    let code = unsafe { seqc_codegen::native::kernels_from(library, &module, &entry.prefix) }
+        .map_err(|e| Error::Io(format!("{}: {LIBRARY}: {e}", dir.display())))?;
     Ok(Program::new(module, code))
 }
 
 /// Opens the artifact's library.
 pub fn open_library(dir: &Path) -> Result<Arc<libloading::Library>, Error> {
-    let path = dir.join(LIBRARY);
-    // An absolute path, so the loader does not search the library path.
-    let path = std::fs::canonicalize(&path).map_err(|e| io(&path, e))?;
-    // SAFETY: the library has no initialisers of its own; it defines kernels
-    // and three math wrappers over libm.
-    let lib = unsafe { libloading::Library::new(&path) }.map_err(|e| io(&path, e))?;
-    Ok(Arc::new(lib))
+    seqc_codegen::native::open_library(&dir.join(LIBRARY)).map_err(|e| Error::Io(e.to_string()))
 }

@@ -84,7 +84,45 @@ pub struct Options {
     pub config: String,
     /// How the weights that only products read are held in memory.
     pub weights: Precision,
+    /// Which code generator compiles the kernels.
+    pub codegen: Codegen,
 }
+
+/// The code generator of the kernels (the products, attention and FFTs are
+/// library calls either way).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Codegen {
+    /// Cranelift: compiles in milliseconds, 4-lane vectors.
+    #[default]
+    Cranelift,
+    /// LLVM 19 (the `llvm` feature): the CPU's full vector width and LLVM's
+    /// optimiser, for a longer compile.
+    Llvm,
+}
+
+impl Codegen {
+    pub fn name(self) -> &'static str {
+        match self {
+            Codegen::Cranelift => "cranelift",
+            Codegen::Llvm => "llvm",
+        }
+    }
+
+    /// Native code for every kernel of `m`.
+    fn compile(self, m: &seqc_compiler::ir::kernel::KernelModule) -> Result<seqc_cranelift::Compiled, String> {
+        match self {
+            Codegen::Cranelift => seqc_cranelift::compile(m).map_err(|e| e.to_string()),
+            #[cfg(feature = "llvm")]
+            Codegen::Llvm => seqc_llvm::compile(m).map_err(|e| e.to_string()),
+            #[cfg(not(feature = "llvm"))]
+            Codegen::Llvm => Err(NO_LLVM.to_string()),
+        }
+    }
+}
+
+#[cfg(not(feature = "llvm"))]
+const NO_LLVM: &str = "this build of seqc has no LLVM code generator (build it with the `llvm` feature)";
 
 /// The precision of the weights that only dense products read (the linear
 /// layers: nearly all of a model's bytes). Every other weight stays f32, and
@@ -109,6 +147,7 @@ pub struct Model {
     checked: CheckedModel,
     /// The graph after all passes.
     graph: seqc_compiler::ir::Graph,
+    codegen: Codegen,
     parallel: Program,
     step: OnceLock<Result<Program, String>>,
     /// Weights as the checkpoint lays them out, f32.
@@ -132,9 +171,9 @@ pub struct ArtifactSummary {
     pub no_step: Option<String>,
 }
 
-fn compile_graph(g: &seqc_compiler::ir::Graph) -> Result<Program, String> {
+fn compile_graph(g: &seqc_compiler::ir::Graph, codegen: Codegen) -> Result<Program, String> {
     let module = seqc_compiler::schedule::schedule(g).map_err(|e| e.to_string())?;
-    let code = seqc_cranelift::compile(&module).map_err(|e| e.to_string())?;
+    let code = codegen.compile(&module)?;
     Ok(Program::new(module, code))
 }
 
@@ -153,7 +192,7 @@ impl Model {
             Ok(Checked::Layers(_)) => return Err(Error::Source(format!("{name}: the file has no model"))),
             Err(d) => return Err(Error::Source(render_text(&session.sources, &d, ColorChoice::Never))),
         };
-        let model = Model::from_checked(checked)?.with_precision(options.weights);
+        let model = Model::from_checked_with(checked, options.codegen)?.with_precision(options.weights);
         Ok(Model { source: Some((source.to_vec(), options.config.clone())), ..model })
     }
 
@@ -170,7 +209,8 @@ impl Model {
             Ok(p) => (Some(&p.module), None),
             Err(e) => (None, Some(e.to_string())),
         };
-        let written = artifact::write(dir.as_ref(), &self.checked.name, source, config, &self.parallel.module, step)?;
+        let written =
+            artifact::write(dir.as_ref(), self.codegen, &self.checked.name, source, config, &self.parallel.module, step)?;
         Ok(ArtifactSummary { files: written.files, kernels: written.kernels, no_step })
     }
 
@@ -206,6 +246,7 @@ impl Model {
         Ok(Model {
             checked,
             graph,
+            codegen: manifest.codegen,
             parallel,
             step,
             weights: HashMap::new(),
@@ -250,14 +291,20 @@ impl Model {
         products.iter().find(|(p, _, _)| p == name).map_or((0, 0), |&(_, n, k)| (n, k))
     }
 
-    /// Compiles a checked model (the graph as lowered).
+    /// Compiles a checked model (the graph as lowered) with Cranelift.
     pub fn from_checked(checked: CheckedModel) -> Result<Model, Error> {
+        Model::from_checked_with(checked, Codegen::default())
+    }
+
+    /// Compiles a checked model with the given code generator.
+    pub fn from_checked_with(checked: CheckedModel, codegen: Codegen) -> Result<Model, Error> {
         let mut graph = checked.graph.clone();
         seqc_compiler::passes::run_until(&mut graph, None).map_err(Error::Compiler)?;
-        let parallel = compile_graph(&graph).map_err(Error::Compiler)?;
+        let parallel = compile_graph(&graph, codegen).map_err(Error::Compiler)?;
         Ok(Model {
             checked,
             graph,
+            codegen,
             parallel,
             step: OnceLock::new(),
             weights: HashMap::new(),
@@ -265,6 +312,11 @@ impl Model {
             precision: Precision::F32,
             source: None,
         })
+    }
+
+    /// The code generator that compiled the kernels.
+    pub fn codegen(&self) -> Codegen {
+        self.codegen
     }
 
     /// The checked model: declarations, weight table, graph as lowered.
@@ -431,7 +483,7 @@ impl Model {
             .step
             .get_or_init(|| {
                 let g = seqc_compiler::passes::step_derivation::derive(&self.graph).map_err(|e| e.to_string())?;
-                compile_graph(&g)
+                compile_graph(&g, self.codegen)
             })
             .as_ref()
             .map_err(|e| Error::Compiler(e.clone()))?;

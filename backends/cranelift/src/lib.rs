@@ -1,15 +1,8 @@
-//! seqc's CPU backend: each kernel of a [`KernelModule`] becomes a native function
-//!
-//! ```text
-//! extern "C" fn(buffers: *const *mut f32, dims: *const i64, lo: i64, hi: i64)
-//! ```
-//!
-//! that runs grid points `lo..hi` of its grid loop; the runtime hands ranges of
-//! the grid to threads. Cranelift compiles it: into memory for `seqc run`
-//! ([`compile`]), or into a relocatable object file for an artifact
-//! ([`compile_object`]), from the same Cranelift IR. `exp` is inlined (Cody-Waite range reduction and a
-//! degree-7 polynomial, about 2 ulp); the other transcendental functions call
-//! the host's f64 implementations, rounded once.
+//! seqc's CPU backend through Cranelift: each kernel of a [`KernelModule`]
+//! becomes a native function of [`seqc_codegen::native`]'s ABI, compiled into
+//! memory for `seqc run` ([`compile`]) or into a relocatable object file for an
+//! artifact ([`compile_object`]), from the same Cranelift IR. Vector loops run
+//! as `f32x4`; the element functions are [`seqc_codegen::math`]'s, inline.
 
 mod math;
 mod simd;
@@ -25,44 +18,12 @@ use cranelift_module::{default_libcall_names, FuncId, Linkage, Module};
 use cranelift_object::{ObjectBuilder, ObjectModule};
 use seqc_compiler::ir::kernel::{CmpOp, Expr, IntOp, Kernel, KernelModule, LoopKind, Stmt, Ty, Var};
 use seqc_compiler::ir::ScalarFn;
+pub use seqc_codegen::native::{kernel_symbol, representatives, BackendError, Compiled, KernelFn};
 use std::collections::HashMap;
 
-/// A compiled kernel: runs grid points `lo..hi`.
-pub type KernelFn = unsafe extern "C" fn(buffers: *const *mut f32, dims: *const i64, lo: i64, hi: i64);
-
-/// Code generation failed (a compiler bug, or an unsupported host).
-#[derive(Debug, thiserror::Error)]
-#[error("cranelift: {0}")]
-pub struct BackendError(String);
-
+/// Cranelift's errors say where they come from.
 fn fail(e: impl std::fmt::Display) -> BackendError {
-    BackendError(e.to_string())
-}
-
-/// The native code of a module's kernels; the functions live as long as it does.
-pub struct Compiled {
-    // Owns the executable memory the function pointers point into (a JIT
-    // module, or a loaded library).
-    _code: Box<dyn std::any::Any>,
-    pub kernels: Vec<KernelFn>,
-}
-
-// The owner is only kept alive, never used again, and the functions are pure
-// code over the buffers their callers pass.
-unsafe impl Send for Compiled {}
-unsafe impl Sync for Compiled {}
-
-impl Compiled {
-    /// Kernels loaded by the caller (from an artifact's library), kept alive
-    /// by `owner`.
-    ///
-    /// # Safety
-    /// Each function has [`KernelFn`]'s signature, was compiled from the
-    /// kernel of the same index of the module it is run with, and lives as
-    /// long as `owner`.
-    pub unsafe fn from_loaded(owner: Box<dyn std::any::Any>, kernels: Vec<KernelFn>) -> Compiled {
-        Compiled { _code: owner, kernels }
-    }
+    BackendError(format!("cranelift: {e}"))
 }
 
 fn isa_flags() -> settings::Builder {
@@ -83,7 +44,7 @@ fn isa_flags() -> settings::Builder {
 pub fn compile(m: &KernelModule) -> Result<Compiled, BackendError> {
     let isa = cranelift_native::builder().map_err(fail)?.finish(settings::Flags::new(isa_flags())).map_err(fail)?;
     let mut builder = JITBuilder::with_isa(isa, default_libcall_names());
-    for (name, f) in math::HOST_FUNCTIONS {
+    for (name, f) in seqc_codegen::native::HOST_FUNCTIONS {
         builder.symbol(*name, *f);
     }
     let mut module = JITModule::new(builder);
@@ -99,12 +60,8 @@ pub fn compile(m: &KernelModule) -> Result<Compiled, BackendError> {
             unsafe { std::mem::transmute::<*const u8, KernelFn>(code) }
         })
         .collect();
-    Ok(Compiled { _code: Box::new(module), kernels })
-}
-
-/// The symbol of kernel `i` of the module named `prefix` in an object file.
-pub fn kernel_symbol(prefix: &str, i: usize) -> String {
-    format!("seqc_{prefix}_k{i}")
+    // SAFETY: the module owns the code and lives as long as the `Compiled`.
+    Ok(unsafe { Compiled::new(Box::new(module), kernels) })
 }
 
 /// Compiles each `(prefix, module)` into one relocatable object file for this
@@ -164,14 +121,14 @@ fn has_fma(module: &impl Module) -> bool {
 /// The host functions kernels call, by symbol, in a fixed order (so `--emit
 /// clif` is the same on every run). `define`: define each here, in f64 over
 /// the C library's function and rounded once (as the JIT's Rust ones are);
-/// otherwise they are imports the JIT resolves to [`math::HOST_FUNCTIONS`].
+/// otherwise they are imports the JIT resolves to [`seqc_codegen::native::HOST_FUNCTIONS`].
 fn declare_host(
     module: &mut impl Module,
     define: bool,
 ) -> Result<std::collections::BTreeMap<&'static str, FuncId>, BackendError> {
     let mut host = std::collections::BTreeMap::new();
-    for (name, _) in math::HOST_FUNCTIONS {
-        let arity = if *name == "seqc_pow" { 2 } else { 1 };
+    for (name, _) in seqc_codegen::native::HOST_FUNCTIONS {
+        let arity = seqc_codegen::native::host_arity(name);
         let sig = |module: &mut dyn Module, ty: types::Type| {
             let mut s = module.make_signature();
             s.params.extend((0..arity).map(|_| AbiParam::new(ty)));
@@ -208,22 +165,6 @@ fn declare_host(
         host.insert(*name, id);
     }
     Ok(host)
-}
-
-/// For each kernel of `m`, the first kernel with the same code (all but its
-/// name): a layer repeated `n` times is compiled once, not `n` times. An
-/// object file defines only these; a loader maps the others with this same
-/// function.
-pub fn representatives(m: &KernelModule) -> Vec<usize> {
-    let mut seen: HashMap<String, usize> = HashMap::new();
-    m.kernels
-        .iter()
-        .enumerate()
-        .map(|(i, k)| {
-            let code = format!("{:?}", (k.params, k.grid_var, &k.body, k.vars, k.regs, &k.scratch));
-            *seen.entry(code).or_insert(i)
-        })
-        .collect()
 }
 
 /// Defines every distinct kernel of `m` ([`representatives`]), kernel `i`
@@ -613,7 +554,7 @@ impl<'a, 'b> Gen<'a, 'b> {
         if let Some(v) = math::inline(self.b, f, x, false, self.fma) {
             return v;
         }
-        let name = math::host_name(f).expect("every other function has a host implementation");
+        let name = seqc_codegen::native::host_name(f).expect("every other function has a host implementation");
         let call = self.b.ins().call(self.host[name], x);
         self.b.inst_results(call)[0]
     }

@@ -1,0 +1,172 @@
+//! The native kernel ABI both CPU code generators compile to, and what goes
+//! with it: the functions kernels call on the host, and the deduplication of
+//! kernels with the same code.
+//!
+//! Each kernel of a [`KernelModule`] becomes
+//!
+//! ```text
+//! extern "C" fn(buffers: *const *mut f32, dims: *const i64, lo: i64, hi: i64)
+//! ```
+//!
+//! running grid points `lo..hi` of its grid loop; the runtime hands ranges of
+//! the grid to threads.
+
+use seqc_compiler::ir::kernel::KernelModule;
+use seqc_compiler::ir::ScalarFn;
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+
+/// A compiled kernel: runs grid points `lo..hi`.
+pub type KernelFn = unsafe extern "C" fn(buffers: *const *mut f32, dims: *const i64, lo: i64, hi: i64);
+
+/// Code generation failed (a compiler bug, or an unsupported host).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct BackendError(pub String);
+
+/// A [`BackendError`] saying `e`.
+pub fn fail(e: impl std::fmt::Display) -> BackendError {
+    BackendError(e.to_string())
+}
+
+/// The native code of a module's kernels; the functions live as long as it does.
+pub struct Compiled {
+    // Owns the executable memory the function pointers point into (a JIT
+    // module, or a loaded library).
+    _code: Box<dyn std::any::Any>,
+    pub kernels: Vec<KernelFn>,
+}
+
+// The owner is only kept alive, never used again, and the functions are pure
+// code over the buffers their callers pass.
+unsafe impl Send for Compiled {}
+unsafe impl Sync for Compiled {}
+
+impl Compiled {
+    /// Kernels kept alive by `owner` (a JIT module, a loaded library).
+    ///
+    /// # Safety
+    /// Each function has [`KernelFn`]'s signature, was compiled from the
+    /// kernel of the same index of the module it is run with, and lives as
+    /// long as `owner`.
+    pub unsafe fn new(owner: Box<dyn std::any::Any>, kernels: Vec<KernelFn>) -> Compiled {
+        Compiled { _code: owner, kernels }
+    }
+}
+
+/// The symbol of kernel `i` of the module named `prefix` in an object file.
+pub fn kernel_symbol(prefix: &str, i: usize) -> String {
+    format!("seqc_{prefix}_k{i}")
+}
+
+/// For each kernel of `m`, the first kernel with the same code (all but its
+/// name): a layer repeated `n` times is compiled once, not `n` times. An
+/// object file defines only these; a loader maps the others with this same
+/// function.
+pub fn representatives(m: &KernelModule) -> Vec<usize> {
+    let mut seen: HashMap<String, usize> = HashMap::new();
+    m.kernels
+        .iter()
+        .enumerate()
+        .map(|(i, k)| {
+            let code = format!("{:?}", (k.params, k.grid_var, &k.body, k.vars, k.regs, &k.scratch));
+            *seen.entry(code).or_insert(i)
+        })
+        .collect()
+}
+
+/// Links object file `object` into shared library `library` with the system's
+/// C compiler (`$CC`, else `cc`): kernels need only the C math library.
+pub fn link_shared(object: &Path, library: &Path) -> Result<(), BackendError> {
+    let cc = std::env::var("CC").unwrap_or_else(|_| "cc".to_string());
+    let out = std::process::Command::new(&cc)
+        .arg("-shared")
+        .arg("-o")
+        .arg(library)
+        .arg(object)
+        .arg("-lm")
+        .output()
+        .map_err(|e| fail(format!("linking {} with `{cc}`: {e} (set CC to a C compiler)", object.display())))?;
+    if !out.status.success() {
+        return Err(fail(format!(
+            "linking {} with `{cc}` failed:\n{}",
+            object.display(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
+    }
+    Ok(())
+}
+
+/// Opens a shared library of kernels.
+pub fn open_library(path: &Path) -> Result<Arc<libloading::Library>, BackendError> {
+    // An absolute path, so the loader does not search the library path.
+    let path = std::fs::canonicalize(path).map_err(|e| fail(format!("{}: {e}", path.display())))?;
+    // SAFETY: a kernel library has no initialisers of its own; it defines
+    // kernels and at most a few math wrappers over libm.
+    let lib = unsafe { libloading::Library::new(&path) }.map_err(|e| fail(format!("{}: {e}", path.display())))?;
+    Ok(Arc::new(lib))
+}
+
+/// The kernels of module `m`, defined in `library` under
+/// [`kernel_symbol`]`(prefix, i)` for each representative `i`.
+///
+/// # Safety
+/// The library was compiled from a module with `m`'s kernels, each under its
+/// symbol with [`KernelFn`]'s signature.
+pub unsafe fn kernels_from(
+    library: &Arc<libloading::Library>,
+    m: &KernelModule,
+    prefix: &str,
+) -> Result<Compiled, BackendError> {
+    let mut kernels: Vec<KernelFn> = Vec::with_capacity(m.kernels.len());
+    for (i, rep) in representatives(m).into_iter().enumerate() {
+        if rep != i {
+            kernels.push(kernels[rep]);
+            continue;
+        }
+        let symbol = kernel_symbol(prefix, i);
+        // SAFETY: the caller's promise.
+        let f: KernelFn = unsafe { *library.get::<KernelFn>(symbol.as_bytes()).map_err(fail)? };
+        kernels.push(f);
+    }
+    // SAFETY: the library lives as long as the `Compiled`.
+    Ok(unsafe { Compiled::new(Box::new(library.clone()), kernels) })
+}
+
+/// The host function computing `f`, for those not generated inline.
+pub fn host_name(f: ScalarFn) -> Option<&'static str> {
+    Some(match f {
+        ScalarFn::Cos => "seqc_cos",
+        ScalarFn::Sin => "seqc_sin",
+        ScalarFn::Pow => "seqc_pow",
+        _ => return None,
+    })
+}
+
+macro_rules! host {
+    ($($name:ident($($a:ident),*) = $body:expr;)*) => {
+        $(extern "C" fn $name($($a: f32),*) -> f32 {
+            $(let $a = $a as f64;)*
+            ($body) as f32
+        })*
+        /// Functions the generated code calls, by symbol: in f64 over the C
+        /// library's, rounded once.
+        pub const HOST_FUNCTIONS: &[(&str, *const u8)] = &[$((stringify!($name), $name as *const u8)),*];
+    };
+}
+
+host! {
+    seqc_cos(x) = x.cos();
+    seqc_sin(x) = x.sin();
+    seqc_pow(x, y) = x.powf(y);
+}
+
+/// How many arguments host function `name` takes.
+pub fn host_arity(name: &str) -> usize {
+    if name == "seqc_pow" {
+        2
+    } else {
+        1
+    }
+}

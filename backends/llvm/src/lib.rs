@@ -1,0 +1,170 @@
+//! seqc's second CPU code generator: the same kernel IR as
+//! `seqc-cranelift`, compiled by LLVM 19 for this machine's CPU with its full
+//! vector width (AVX2's 8 lanes, AVX-512's 16, where Cranelift's x86-64
+//! backend has 4) and LLVM's optimiser. Kernels follow
+//! [`seqc_codegen::native`]'s ABI, and the element functions are
+//! [`seqc_codegen::math`]'s, so the runtime runs either backend's code the same
+//! way.
+//!
+//! LLVM writes an object file; [`compile`] links it into a shared library
+//! with the system's C compiler and loads it, the same path an artifact takes
+//! (so there is one loader, and no JIT whose lifetime is tied to an LLVM
+//! context).
+
+mod gen;
+mod values;
+
+use gen::{Gen, Target};
+use inkwell::context::Context;
+use inkwell::module::{Linkage, Module};
+use inkwell::passes::PassBuilderOptions;
+use inkwell::targets::{CodeModel, FileType, InitializationConfig, RelocMode, TargetMachine, TargetTriple};
+use inkwell::OptimizationLevel;
+use seqc_codegen::native::{kernel_symbol, representatives, BackendError, Compiled};
+use seqc_compiler::ir::kernel::KernelModule;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// LLVM's errors say where they come from.
+fn fail(e: impl std::fmt::Display) -> BackendError {
+    BackendError(format!("llvm: {e}"))
+}
+
+/// This machine, as LLVM sees it.
+struct Host {
+    machine: TargetMachine,
+    triple: TargetTriple,
+    target: Target,
+    /// LLVM's feature string of this CPU (`+avx2,+fma,...`).
+    features: String,
+}
+
+fn host() -> Result<Host, BackendError> {
+    inkwell::targets::Target::initialize_native(&InitializationConfig::default()).map_err(fail)?;
+    let triple = TargetMachine::get_default_triple();
+    let target = inkwell::targets::Target::from_triple(&triple).map_err(fail)?;
+    let cpu = TargetMachine::get_host_cpu_name().to_string();
+    let features = TargetMachine::get_host_cpu_features().to_string();
+    let machine = target
+        .create_target_machine(&triple, &cpu, &features, OptimizationLevel::Aggressive, RelocMode::PIC, CodeModel::Default)
+        .ok_or_else(|| fail(format!("no target machine for {cpu} ({})", triple.as_str().to_string_lossy())))?;
+    let has = |f: &str| features.split(',').any(|x| x == format!("+{f}"));
+    let lanes = if has("avx512f") {
+        16
+    } else if has("avx") {
+        8
+    } else {
+        4
+    };
+    Ok(Host { machine, triple, target: Target { lanes, fma: has("fma") }, features })
+}
+
+/// The CPU features code compiled here relies on (LLVM's names of those this
+/// CPU has), for an artifact to record and a loader to check.
+pub fn native_features() -> Result<Vec<String>, BackendError> {
+    let h = host()?;
+    let mut on: Vec<String> =
+        h.features.split(',').filter_map(|f| f.strip_prefix('+')).map(|f| format!("llvm:{f}")).collect();
+    on.sort();
+    Ok(on)
+}
+
+/// The vector width and fused multiply-adds this machine's code uses, in words.
+pub fn describe_target() -> Result<String, BackendError> {
+    let h = host()?;
+    Ok(format!(
+        "{} f32 lanes{}",
+        h.target.lanes,
+        if h.target.fma { ", fused multiply-adds" } else { "" }
+    ))
+}
+
+/// Builds an LLVM module defining each `(prefix, module)`'s distinct kernels
+/// under [`kernel_symbol`]; optimised unless `optimise` is false.
+fn build<'c>(
+    ctx: &'c Context,
+    host: &Host,
+    target: Target,
+    modules: &[(&str, &KernelModule)],
+    optimise: bool,
+) -> Result<Module<'c>, BackendError> {
+    let module = ctx.create_module("seqc_kernels");
+    module.set_triple(&host.triple);
+    module.set_data_layout(&host.machine.get_target_data().get_data_layout());
+    let ptr = ctx.ptr_type(inkwell::AddressSpace::default());
+    let i64t = ctx.i64_type();
+    let sig = ctx.void_type().fn_type(&[ptr.into(), ptr.into(), i64t.into(), i64t.into()], false);
+    let builder = ctx.create_builder();
+    for (prefix, m) in modules {
+        for (i, (k, rep)) in m.kernels.iter().zip(representatives(m)).enumerate() {
+            if rep != i {
+                continue;
+            }
+            let f = module.add_function(&kernel_symbol(prefix, i), sig, Some(Linkage::External));
+            Gen::define(ctx, &builder, &module, f, k, m.dims.len(), target);
+        }
+    }
+    module.verify().map_err(|e| fail(format!("generated IR does not verify: {e}")))?;
+    if optimise {
+        module.run_passes("default<O3>", &host.machine, PassBuilderOptions::create()).map_err(fail)?;
+    }
+    Ok(module)
+}
+
+/// Compiles each `(prefix, module)` into one relocatable, position-independent
+/// object file for this machine, kernel `i` exported as
+/// [`kernel_symbol`]`(prefix, i)` (repeated kernels once, under their first
+/// occurrence). The kernels call only the C math library.
+pub fn compile_object(modules: &[(&str, &KernelModule)]) -> Result<Vec<u8>, BackendError> {
+    let h = host()?;
+    let ctx = Context::create();
+    let module = build(&ctx, &h, h.target, modules, true)?;
+    let buffer = h.machine.write_to_memory_buffer(&module, FileType::Object).map_err(fail)?;
+    Ok(buffer.as_slice().to_vec())
+}
+
+/// Compiles every kernel of `m` for this machine and loads it.
+pub fn compile(m: &KernelModule) -> Result<Compiled, BackendError> {
+    const PREFIX: &str = "jit";
+    let object = compile_object(&[(PREFIX, m)])?;
+    // A private directory per compilation: the library is mapped once opened,
+    // and the files are removed whatever happens.
+    static COUNT: AtomicU64 = AtomicU64::new(0);
+    let dir = std::env::temp_dir().join(format!(
+        "seqc-llvm-{}-{}",
+        std::process::id(),
+        COUNT.fetch_add(1, Ordering::Relaxed)
+    ));
+    std::fs::create_dir_all(&dir).map_err(|e| fail(format!("{}: {e}", dir.display())))?;
+    let loaded = (|| {
+        let (obj, lib) = (dir.join("kernels.o"), dir.join("libkernels.so"));
+        std::fs::write(&obj, &object).map_err(|e| fail(format!("{}: {e}", obj.display())))?;
+        seqc_codegen::native::link_shared(&obj, &lib)?;
+        let library = seqc_codegen::native::open_library(&lib)?;
+        // SAFETY: the library was just compiled from `m` under `PREFIX`.
+        unsafe { seqc_codegen::native::kernels_from(&library, m, PREFIX) }
+    })();
+    let _ = std::fs::remove_dir_all(&dir);
+    loaded
+}
+
+/// The optimised LLVM IR of every kernel, as `seqc compile --emit llvm` prints
+/// it for this machine.
+pub fn ir(m: &KernelModule) -> Result<String, BackendError> {
+    let h = host()?;
+    let ctx = Context::create();
+    let module = build(&ctx, &h, h.target, &[("k", m)], true)?;
+    let text = module.print_to_string().to_string();
+    Ok(text)
+}
+
+/// The LLVM IR of every kernel before optimisation, for `lanes` vector lanes
+/// with or without fused multiply-adds: the same text on every machine, for
+/// snapshots.
+pub fn ir_with(m: &KernelModule, lanes: u32, fma: bool) -> Result<String, BackendError> {
+    let h = host()?;
+    let ctx = Context::create();
+    let module = build(&ctx, &h, Target { lanes, fma }, &[("k", m)], false)?;
+    // The body only: the header names this machine's triple and layout.
+    let text = module.print_to_string().to_string();
+    Ok(text.lines().filter(|l| !l.starts_with("target ") && !l.starts_with("source_filename")).collect::<Vec<_>>().join("\n"))
+}
