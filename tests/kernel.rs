@@ -144,3 +144,18 @@ fn repeated_layers_share_their_code() {
     let layer1: Vec<usize> = (0..reps.len()).filter(|&i| module.kernels[i].name.contains("layers.1.")).collect();
     assert!(!layer1.is_empty() && layer1.iter().all(|&i| reps[i] < i), "layer 1 reuses layer 0's kernels");
 }
+
+/// The LLVM IR of the same two cases before LLVM optimises it (8 lanes, fused
+/// multiply-adds): what the second code generator hands LLVM.
+#[cfg(feature = "llvm")]
+#[test]
+fn case_llvm_snapshots() {
+    for case in ["licm.seq", "shifted_reads.seq"] {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/cases").join(case);
+        let (_, r) = driver::check_bytes(case, &std::fs::read(path).unwrap(), "");
+        let Ok(Checked::Model(mut m)) = r else { panic!("{case} checks") };
+        seqc_compiler::passes::run_until(&mut m.graph, None).unwrap();
+        let ir = seqc_llvm::ir_with(&schedule(&m.graph).unwrap(), 8, true).unwrap();
+        insta::assert_snapshot!(format!("llvm@{case}"), ir);
+    }
+}

@@ -29,7 +29,10 @@ fn fail(e: impl std::fmt::Display) -> BackendError {
     BackendError(format!("llvm: {e}"))
 }
 
-/// This machine, as LLVM sees it.
+/// This machine, as LLVM sees it. Vector loops take its widest `f32` vectors,
+/// unless `SEQC_LLVM_LANES` (4, 8 or 16) says otherwise: 8 on an AVX-512 CPU
+/// that slows its clock for 512-bit work, or 16 on any CPU (LLVM splits
+/// vectors wider than the machine's).
 struct Host {
     machine: TargetMachine,
     triple: TargetTriple,
@@ -48,12 +51,19 @@ fn host() -> Result<Host, BackendError> {
         .create_target_machine(&triple, &cpu, &features, OptimizationLevel::Aggressive, RelocMode::PIC, CodeModel::Default)
         .ok_or_else(|| fail(format!("no target machine for {cpu} ({})", triple.as_str().to_string_lossy())))?;
     let has = |f: &str| features.split(',').any(|x| x == format!("+{f}"));
-    let lanes = if has("avx512f") {
+    let widest = if has("avx512f") {
         16
     } else if has("avx") {
         8
     } else {
         4
+    };
+    let lanes = match std::env::var("SEQC_LLVM_LANES") {
+        Err(_) => widest,
+        Ok(v) => match v.parse::<u32>() {
+            Ok(n @ (4 | 8 | 16)) => n,
+            _ => return Err(fail(format!("SEQC_LLVM_LANES is `{v}`; it takes 4, 8 or 16"))),
+        },
     };
     Ok(Host { machine, triple, target: Target { lanes, fma: has("fma") }, features })
 }
