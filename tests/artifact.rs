@@ -5,7 +5,7 @@
 //! error that says why, never run.
 
 use seqc_compiler::init::random_inputs;
-use seqc_runtime::{Model, Options, Tensor};
+use seqc_runtime::{Codegen, Model, Options, Tensor};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
@@ -34,8 +34,18 @@ fn f32s(t: &seqc_compiler::ir::interp::Tensor) -> Tensor {
 
 #[test]
 fn loaded_artifacts_compute_what_the_jit_computes() {
+    loaded_artifacts_compute_what_compiled_models_compute(Codegen::Cranelift);
+}
+
+#[cfg(feature = "llvm")]
+#[test]
+fn loaded_llvm_artifacts_compute_what_compiled_models_compute() {
+    loaded_artifacts_compute_what_compiled_models_compute(Codegen::Llvm);
+}
+
+fn loaded_artifacts_compute_what_compiled_models_compute(codegen: Codegen) {
     for (name, path, config) in sources() {
-        let options = Options { config: config.to_string(), ..Default::default() };
+        let options = Options { config: config.to_string(), codegen, ..Default::default() };
         let jit = Model::compile_file(&path, &options).unwrap_or_else(|e| panic!("{name}: {e}"));
         let dir = scratch(&name);
         let written = jit.write_artifact(&dir).unwrap_or_else(|e| panic!("{name}: {e}"));
@@ -44,6 +54,7 @@ fn loaded_artifacts_compute_what_the_jit_computes() {
             assert!(dir.join(f).is_file(), "{name}: {f} is written");
         }
         let loaded = Model::load_artifact(&dir).unwrap_or_else(|e| panic!("{name}: {e}")).init_weights(3);
+        assert_eq!(loaded.codegen(), codegen, "{name}: the manifest records the code generator");
         let jit = jit.init_weights(3);
         let dims = HashMap::from([("B".to_string(), 2), ("L".to_string(), 6)]);
         let inputs = random_inputs(jit.checked(), &dims, 4);

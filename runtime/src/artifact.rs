@@ -15,9 +15,9 @@
 //! one it was compiled against, whatever compiler version loads it.
 
 use crate::exec::Program;
+use crate::Codegen;
 use crate::Error;
 use seqc_compiler::ir::kernel::KernelModule;
-use crate::Codegen;
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 use std::sync::Arc;
@@ -138,7 +138,7 @@ fn native_features(codegen: Codegen) -> Result<Vec<String>, Error> {
 
 /// Links the object into a shared library with the system's C compiler.
 fn link(dir: &Path) -> Result<(), Error> {
-    seqc_codegen::native::link_shared(&dir.join(OBJECT), &dir.join(LIBRARY)).map_err(|e| Error::Io(e.to_string()))
+    seqc_codegen::native::link_shared(&[dir.join(OBJECT)], &dir.join(LIBRARY)).map_err(|e| Error::Io(e.to_string()))
 }
 
 /// Reads an artifact's manifest and source, checking the format and that this

@@ -209,8 +209,15 @@ impl Model {
             Ok(p) => (Some(&p.module), None),
             Err(e) => (None, Some(e.to_string())),
         };
-        let written =
-            artifact::write(dir.as_ref(), self.codegen, &self.checked.name, source, config, &self.parallel.module, step)?;
+        let written = artifact::write(
+            dir.as_ref(),
+            self.codegen,
+            &self.checked.name,
+            source,
+            config,
+            &self.parallel.module,
+            step,
+        )?;
         Ok(ArtifactSummary { files: written.files, kernels: written.kernels, no_step })
     }
 

@@ -76,22 +76,22 @@ pub fn representatives(m: &KernelModule) -> Vec<usize> {
         .collect()
 }
 
-/// Links object file `object` into shared library `library` with the system's
-/// C compiler (`$CC`, else `cc`): kernels need only the C math library.
-pub fn link_shared(object: &Path, library: &Path) -> Result<(), BackendError> {
+/// Links object files into shared library `library` with the system's C
+/// compiler (`$CC`, else `cc`): kernels need only the C math library.
+pub fn link_shared(objects: &[impl AsRef<Path>], library: &Path) -> Result<(), BackendError> {
     let cc = std::env::var("CC").unwrap_or_else(|_| "cc".to_string());
+    let what = library.display();
     let out = std::process::Command::new(&cc)
         .arg("-shared")
         .arg("-o")
         .arg(library)
-        .arg(object)
+        .args(objects.iter().map(|o| o.as_ref()))
         .arg("-lm")
         .output()
-        .map_err(|e| fail(format!("linking {} with `{cc}`: {e} (set CC to a C compiler)", object.display())))?;
+        .map_err(|e| fail(format!("linking {what} with `{cc}`: {e} (set CC to a C compiler)")))?;
     if !out.status.success() {
         return Err(fail(format!(
-            "linking {} with `{cc}` failed:\n{}",
-            object.display(),
+            "linking {what} with `{cc}` failed:\n{}",
             String::from_utf8_lossy(&out.stderr).trim()
         )));
     }

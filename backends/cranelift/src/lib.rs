@@ -16,9 +16,9 @@ use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext, Variable};
 use cranelift_jit::{JITBuilder, JITModule};
 use cranelift_module::{default_libcall_names, FuncId, Linkage, Module};
 use cranelift_object::{ObjectBuilder, ObjectModule};
+pub use seqc_codegen::native::{kernel_symbol, representatives, BackendError, Compiled, KernelFn};
 use seqc_compiler::ir::kernel::{CmpOp, Expr, IntOp, Kernel, KernelModule, LoopKind, Stmt, Ty, Var};
 use seqc_compiler::ir::ScalarFn;
-pub use seqc_codegen::native::{kernel_symbol, representatives, BackendError, Compiled, KernelFn};
 use std::collections::HashMap;
 
 /// Cranelift's errors say where they come from.

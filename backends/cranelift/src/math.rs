@@ -5,8 +5,8 @@
 use cranelift_codegen::ir::condcodes::FloatCC;
 use cranelift_codegen::ir::{types, Endianness, InstBuilder, MemFlagsData, Value};
 use cranelift_frontend::FunctionBuilder;
-use seqc_compiler::ir::ScalarFn;
 use seqc_codegen::math::{Cmp, Lanes};
+use seqc_compiler::ir::ScalarFn;
 
 /// Code for one element function, on scalars (`lanes = false`) or `f32x4`.
 struct Math<'a, 'b> {

@@ -9,7 +9,7 @@ use inkwell::basic_block::BasicBlock;
 use inkwell::builder::Builder;
 use inkwell::context::Context;
 use inkwell::module::Module;
-use inkwell::types::BasicTypeEnum;
+use inkwell::types::{BasicTypeEnum, VectorType};
 use inkwell::values::{BasicMetadataValueEnum, BasicValueEnum, FunctionValue, IntValue, PointerValue};
 use inkwell::IntPredicate;
 use seqc_codegen::math::{self, Cmp};
@@ -399,10 +399,8 @@ impl<'a, 'c> Gen<'a, 'c> {
             let params: Vec<_> = x.iter().map(|_| f64t.into()).collect();
             self.module.add_function(libc, f64t.fn_type(&params, false), None)
         });
-        let args: Vec<BasicMetadataValueEnum<'c>> = x
-            .iter()
-            .map(|v| ok(self.b.build_float_ext(v.into_float_value(), f64t, "")).into())
-            .collect();
+        let args: Vec<BasicMetadataValueEnum<'c>> =
+            x.iter().map(|v| ok(self.b.build_float_ext(v.into_float_value(), f64t, "")).into()).collect();
         let y = ok(self.b.build_direct_call(f, &args, "")).try_as_basic_value().basic().expect("a value");
         ok(self.b.build_float_trunc(y.into_float_value(), self.ctx.f32_type(), "")).into()
     }
@@ -412,6 +410,9 @@ impl<'a, 'c> Gen<'a, 'c> {
     /// alternate chunks, so one chunk's adds do not wait on the last's.
     fn vector_loop(&mut self, var: Var, end: IntValue<'c>, body: &[Stmt]) {
         let n = i64::from(self.target.lanes);
+        if let Some(e) = end.get_sign_extended_constant().filter(|e| (n..=4 * n).contains(e)) {
+            return self.straight_vector_loop(var, e, body);
+        }
         let reduces = body.iter().any(|s| accumulation(s).is_some());
         let sets = if reduces { 2 } else { 1 };
         let accs: Vec<Vec<Acc<'c>>> = (0..sets).map(|_| self.accumulators(body)).collect();
@@ -448,19 +449,47 @@ impl<'a, 'c> Gen<'a, 'c> {
                 ok(self.b.build_store(a.slot, merged));
             }
         }
-        // Fold the lanes into the scalar accumulators, then the tail.
-        for a in &accs[0] {
-            let x = ok(self.b.build_load(vty, a.slot, "")).into_vector_value();
-            let r = self.reg(a.reg);
-            let mut total = ok(self.b.build_load(self.ctx.f32_type(), r, ""));
-            for l in 0..self.target.lanes {
-                let v = lane(self.b, self.ctx, x, l);
-                total = self.combine(a.op, total, v, Shape::Scalar);
-            }
-            ok(self.b.build_store(r, total));
-        }
+        self.fold(&accs[0]);
         // The tail continues from where the chunks stopped (the slot's value).
         self.counted_loop(var, end, body);
+    }
+
+    /// A `Vector` loop of a few chunks known now (`d_state` = 16): the chunks
+    /// written out one after another, then the rest a lane at a time.
+    fn straight_vector_loop(&mut self, var: Var, end: i64, body: &[Stmt]) {
+        let n = i64::from(self.target.lanes);
+        let accs = self.accumulators(body);
+        for k in 0..end / n {
+            self.chunk(body, var, self.i64(k * n), &accs);
+        }
+        self.fold(&accs);
+        ok(self.b.build_store(self.var(var), self.i64(end / n * n)));
+        self.counted_loop(var, self.i64(end), body);
+    }
+
+    /// Folds each vector accumulator's lanes into its scalar register, halves
+    /// onto halves (log2 of the lanes steps).
+    fn fold(&mut self, accs: &[Acc<'c>]) {
+        let vty = self.ctx.f32_type().vec_type(self.target.lanes);
+        for a in accs {
+            let mut x = ok(self.b.build_load(vty, a.slot, "")).into_vector_value();
+            let mut width = self.target.lanes;
+            while width > 1 {
+                width /= 2;
+                let half = |from: u32| {
+                    let picks: Vec<_> =
+                        (from..from + width).map(|i| self.ctx.i32_type().const_int(u64::from(i), false)).collect();
+                    ok(self.b.build_shuffle_vector(x, x.get_type().get_poison(), VectorType::const_vector(&picks), ""))
+                };
+                let (lo, hi) = (half(0), half(width));
+                x = self.combine(a.op, lo.into(), hi.into(), Shape::Lanes(width)).into_vector_value();
+            }
+            let r = self.reg(a.reg);
+            let total = ok(self.b.build_load(self.ctx.f32_type(), r, ""));
+            let folded = lane(self.b, self.ctx, x, 0);
+            let total = self.combine(a.op, total, folded, Shape::Scalar);
+            ok(self.b.build_store(r, total));
+        }
     }
 
     /// One vector accumulator per reduction of `body`, at the op's identity.

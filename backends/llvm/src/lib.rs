@@ -42,13 +42,16 @@ struct Host {
 }
 
 fn host() -> Result<Host, BackendError> {
-    inkwell::targets::Target::initialize_native(&InitializationConfig::default()).map_err(fail)?;
+    static INIT: std::sync::OnceLock<Result<(), String>> = std::sync::OnceLock::new();
+    INIT.get_or_init(|| inkwell::targets::Target::initialize_native(&InitializationConfig::default()))
+        .clone()
+        .map_err(fail)?;
     let triple = TargetMachine::get_default_triple();
     let target = inkwell::targets::Target::from_triple(&triple).map_err(fail)?;
     let cpu = TargetMachine::get_host_cpu_name().to_string();
     let features = TargetMachine::get_host_cpu_features().to_string();
     let machine = target
-        .create_target_machine(&triple, &cpu, &features, OptimizationLevel::Aggressive, RelocMode::PIC, CodeModel::Default)
+        .create_target_machine(&triple, &cpu, &features, OptimizationLevel::Default, RelocMode::PIC, CodeModel::Default)
         .ok_or_else(|| fail(format!("no target machine for {cpu} ({})", triple.as_str().to_string_lossy())))?;
     let has = |f: &str| features.split(',').any(|x| x == format!("+{f}"));
     let widest = if has("avx512f") {
@@ -81,20 +84,28 @@ pub fn native_features() -> Result<Vec<String>, BackendError> {
 /// The vector width and fused multiply-adds this machine's code uses, in words.
 pub fn describe_target() -> Result<String, BackendError> {
     let h = host()?;
-    Ok(format!(
-        "{} f32 lanes{}",
-        h.target.lanes,
-        if h.target.fma { ", fused multiply-adds" } else { "" }
-    ))
+    Ok(format!("{} f32 lanes{}", h.target.lanes, if h.target.fma { ", fused multiply-adds" } else { "" }))
 }
 
-/// Builds an LLVM module defining each `(prefix, module)`'s distinct kernels
-/// under [`kernel_symbol`]; optimised unless `optimise` is false.
+/// Which of the distinct kernels an LLVM module defines: share `part` of
+/// `parts`, taking every `parts`-th kernel in order.
+#[derive(Clone, Copy)]
+struct Share {
+    part: usize,
+    parts: usize,
+}
+
+const WHOLE: Share = Share { part: 0, parts: 1 };
+
+/// Builds an LLVM module defining `share` of each `(prefix, module)`'s
+/// distinct kernels under [`kernel_symbol`]; optimised unless `optimise` is
+/// false.
 fn build<'c>(
     ctx: &'c Context,
     host: &Host,
     target: Target,
     modules: &[(&str, &KernelModule)],
+    share: Share,
     optimise: bool,
 ) -> Result<Module<'c>, BackendError> {
     let module = ctx.create_module("seqc_kernels");
@@ -104,9 +115,14 @@ fn build<'c>(
     let i64t = ctx.i64_type();
     let sig = ctx.void_type().fn_type(&[ptr.into(), ptr.into(), i64t.into(), i64t.into()], false);
     let builder = ctx.create_builder();
+    let mut distinct = 0;
     for (prefix, m) in modules {
         for (i, (k, rep)) in m.kernels.iter().zip(representatives(m)).enumerate() {
             if rep != i {
+                continue;
+            }
+            distinct += 1;
+            if (distinct - 1) % share.parts != share.part {
                 continue;
             }
             let f = module.add_function(&kernel_symbol(prefix, i), sig, Some(Linkage::External));
@@ -115,7 +131,11 @@ fn build<'c>(
     }
     module.verify().map_err(|e| fail(format!("generated IR does not verify: {e}")))?;
     if optimise {
-        module.run_passes("default<O3>", &host.machine, PassBuilderOptions::create()).map_err(fail)?;
+        let options = PassBuilderOptions::create();
+        options.set_loop_vectorization(false);
+        options.set_loop_slp_vectorization(false);
+        options.set_loop_unrolling(false);
+        module.run_passes("default<O2>", &host.machine, options).map_err(fail)?;
     }
     Ok(module)
 }
@@ -125,17 +145,33 @@ fn build<'c>(
 /// [`kernel_symbol`]`(prefix, i)` (repeated kernels once, under their first
 /// occurrence). The kernels call only the C math library.
 pub fn compile_object(modules: &[(&str, &KernelModule)]) -> Result<Vec<u8>, BackendError> {
+    object(modules, WHOLE)
+}
+
+/// The object file of `share` of the modules' distinct kernels.
+fn object(modules: &[(&str, &KernelModule)], share: Share) -> Result<Vec<u8>, BackendError> {
     let h = host()?;
     let ctx = Context::create();
-    let module = build(&ctx, &h, h.target, modules, true)?;
+    let module = build(&ctx, &h, h.target, modules, share, true)?;
     let buffer = h.machine.write_to_memory_buffer(&module, FileType::Object).map_err(fail)?;
     Ok(buffer.as_slice().to_vec())
 }
 
-/// Compiles every kernel of `m` for this machine and loads it.
+/// Compiles every kernel of `m` for this machine and loads it. The kernels are
+/// shared among threads, each compiling its own object file (LLVM spends
+/// most of a model's compile time per function); one library links them.
 pub fn compile(m: &KernelModule) -> Result<Compiled, BackendError> {
     const PREFIX: &str = "jit";
-    let object = compile_object(&[(PREFIX, m)])?;
+    let distinct = representatives(m).iter().enumerate().filter(|(i, r)| i == *r).count();
+    let parts = std::thread::available_parallelism().map_or(1, |n| n.get()).clamp(1, distinct.max(1));
+    host()?; // LLVM's target registry, initialised before the threads use it.
+    let objects: Vec<Vec<u8>> = std::thread::scope(|s| {
+        let jobs: Vec<_> =
+            (0..parts).map(|part| s.spawn(move || object(&[(PREFIX, m)], Share { part, parts }))).collect();
+        jobs.into_iter().map(|j| j.join().unwrap_or_else(|e| std::panic::resume_unwind(e))).collect::<Vec<_>>()
+    })
+    .into_iter()
+    .collect::<Result<_, _>>()?;
     // A private directory per compilation: the library is mapped once opened,
     // and the files are removed whatever happens.
     static COUNT: AtomicU64 = AtomicU64::new(0);
@@ -146,9 +182,14 @@ pub fn compile(m: &KernelModule) -> Result<Compiled, BackendError> {
     ));
     std::fs::create_dir_all(&dir).map_err(|e| fail(format!("{}: {e}", dir.display())))?;
     let loaded = (|| {
-        let (obj, lib) = (dir.join("kernels.o"), dir.join("libkernels.so"));
-        std::fs::write(&obj, &object).map_err(|e| fail(format!("{}: {e}", obj.display())))?;
-        seqc_codegen::native::link_shared(&obj, &lib)?;
+        let mut paths = Vec::new();
+        for (i, bytes) in objects.iter().enumerate() {
+            let path = dir.join(format!("kernels{i}.o"));
+            std::fs::write(&path, bytes).map_err(|e| fail(format!("{}: {e}", path.display())))?;
+            paths.push(path);
+        }
+        let lib = dir.join("libkernels.so");
+        seqc_codegen::native::link_shared(&paths, &lib)?;
         let library = seqc_codegen::native::open_library(&lib)?;
         // SAFETY: the library was just compiled from `m` under `PREFIX`.
         unsafe { seqc_codegen::native::kernels_from(&library, m, PREFIX) }
@@ -162,7 +203,7 @@ pub fn compile(m: &KernelModule) -> Result<Compiled, BackendError> {
 pub fn ir(m: &KernelModule) -> Result<String, BackendError> {
     let h = host()?;
     let ctx = Context::create();
-    let module = build(&ctx, &h, h.target, &[("k", m)], true)?;
+    let module = build(&ctx, &h, h.target, &[("k", m)], WHOLE, true)?;
     let text = module.print_to_string().to_string();
     Ok(text)
 }
@@ -173,8 +214,12 @@ pub fn ir(m: &KernelModule) -> Result<String, BackendError> {
 pub fn ir_with(m: &KernelModule, lanes: u32, fma: bool) -> Result<String, BackendError> {
     let h = host()?;
     let ctx = Context::create();
-    let module = build(&ctx, &h, Target { lanes, fma }, &[("k", m)], false)?;
+    let module = build(&ctx, &h, Target { lanes, fma }, &[("k", m)], WHOLE, false)?;
     // The body only: the header names this machine's triple and layout.
     let text = module.print_to_string().to_string();
-    Ok(text.lines().filter(|l| !l.starts_with("target ") && !l.starts_with("source_filename")).collect::<Vec<_>>().join("\n"))
+    Ok(text
+        .lines()
+        .filter(|l| !l.starts_with("target ") && !l.starts_with("source_filename"))
+        .collect::<Vec<_>>()
+        .join("\n"))
 }
