@@ -5,7 +5,8 @@
 //! bounds, measured here: `gemm`'s f32 rate, the read bandwidth of two
 //! threads, and the throughput of the `exp` the generated code uses.
 //!
-//! The llama.cpp and candle figures are the issue's, measured on another
+//! Every kernel-bound row runs once per CPU code generator (Cranelift, then
+//! LLVM). The llama.cpp and candle figures are the issue's, measured on another
 //! machine (2 cores with AVX-512, 44 GB/s); `cargo bench --bench vs_candle`
 //! runs candle itself. Rows are informative: nothing here asserts a time.
 
@@ -13,11 +14,11 @@ use serde_json::Value;
 use std::process::Command;
 use std::time::Instant;
 
-fn seqc_bench(args: &[&str]) -> Value {
+fn seqc_bench(codegen: &str, args: &[&str]) -> Value {
     let out = Command::new(env!("CARGO_BIN_EXE_seqc"))
         .arg("bench")
         .args(args)
-        .arg("--json")
+        .args(["--json", "--codegen", codegen])
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .output()
         .expect("seqc runs");
@@ -87,7 +88,7 @@ fn read_bandwidth() -> f64 {
 /// `exp` evaluations per second of the generated code: eight independent
 /// `exp`s per element over a buffer that stays in cache, so arithmetic bounds
 /// it.
-fn exp_rate() -> f64 {
+fn exp_rate(codegen: seqc_runtime::Codegen) -> f64 {
     let source = r#"
 model exps {
   input x: f32[B, L, 4096]
@@ -98,8 +99,9 @@ model exps {
   }
 }
 "#;
-    let model = seqc_runtime::Model::compile_source("exps.seq", source.as_bytes(), &Default::default())
-        .expect("the exp model compiles");
+    let options = seqc_runtime::Options { codegen, ..Default::default() };
+    let model =
+        seqc_runtime::Model::compile_source("exps.seq", source.as_bytes(), &options).expect("the exp model compiles");
     let (b, l) = (1usize, 64usize);
     let x = seqc_runtime::Tensor::new(vec![b, l, 4096], vec![0.5; b * l * 4096]);
     let reps = 50;
@@ -116,16 +118,30 @@ fn row(what: &str, measured: String, target: String, note: String) {
 }
 
 fn main() {
-    let mamba_small = "d_model=768,n_layer=2,vocab=1024";
     println!("machine bounds (measured here):");
-    let (flops, bandwidth, exps) = (gemm_rate(), read_bandwidth(), exp_rate());
-    println!(
-        "  gemm f32 {:.0} GFLOP/s, read bandwidth {:.1} GB/s (2 threads), generated exp {:.2} G/s",
-        flops / 1e9,
-        bandwidth / 1e9,
-        exps / 1e9
-    );
-    println!();
+    let (flops, bandwidth) = (gemm_rate(), read_bandwidth());
+    println!("  gemm f32 {:.0} GFLOP/s, read bandwidth {:.1} GB/s (2 threads)", flops / 1e9, bandwidth / 1e9);
+    let bounds = Bounds { flops, bandwidth };
+    for codegen in [seqc_runtime::Codegen::Cranelift, seqc_runtime::Codegen::Llvm] {
+        println!();
+        rows(codegen, &bounds);
+    }
+}
+
+/// This machine's rates, measured once.
+struct Bounds {
+    flops: f64,
+    bandwidth: f64,
+}
+
+/// Every row, with kernels from `codegen`.
+fn rows(codegen: seqc_runtime::Codegen, bounds: &Bounds) {
+    let (flops, bandwidth) = (bounds.flops, bounds.bandwidth);
+    let exps = exp_rate(codegen);
+    let name = codegen.name();
+    let seqc_bench = |args: &[&str]| seqc_bench(name, args);
+    let mamba_small = "d_model=768,n_layer=2,vocab=1024";
+    println!("{name}: generated exp {:.2} G/s", exps / 1e9);
     println!("{:<46} {:>18} {:>22}   note", "row", "measured", "target");
 
     // Prefill, Mamba 768 x 2 layers, vocab 1024, L = 2048.

@@ -11,7 +11,7 @@ use candle_nn::VarBuilder;
 use seqc_compiler::driver;
 use seqc_compiler::init::init_weights;
 use seqc_compiler::sema::{Checked, CheckedModel};
-use seqc_runtime::{Model, Tensor};
+use seqc_runtime::{Codegen, Model, Tensor};
 use std::collections::HashMap;
 use std::time::Instant;
 
@@ -47,6 +47,14 @@ fn best(runs: usize, mut f: impl FnMut()) -> f64 {
         .fold(f64::INFINITY, f64::min)
 }
 
+/// The model compiled by each code generator, on the same weights.
+fn compiled(m: &CheckedModel, weights: &HashMap<String, Vec<f32>>) -> Vec<(&'static str, Model)> {
+    [Codegen::Cranelift, Codegen::Llvm]
+        .into_iter()
+        .map(|c| (c.name(), Model::from_checked_with(m.clone(), c).unwrap().with_weights(weights.clone())))
+        .collect()
+}
+
 fn tokens(n: usize, vocab: usize) -> Vec<u32> {
     (0..n).map(|i| ((i * 7919 + 13) % vocab) as u32).collect()
 }
@@ -58,23 +66,27 @@ fn main() {
     let (d_model, n_layer, vocab) = (768, 2, 1024);
     let m = checked("mamba.seq", &format!("d_model={d_model},n_layer={n_layer},vocab={vocab}"));
     let (ours, theirs) = shared(&m);
-    let model = Model::from_checked(m).unwrap().with_weights(ours);
+    let models = compiled(&m, &ours);
+    let model = &models[0].1; // decode is products: one code generator suffices
     use candle_transformers::models::mamba::{Config, Model as CMamba, State};
     let cfg = Config { d_model, n_layer, vocab_size: vocab, pad_vocab_size_multiple: 8 };
     let candle = CMamba::new(&cfg, VarBuilder::from_tensors(theirs, DType::F32, &Device::Cpu).pp("backbone")).unwrap();
     for len in [256, 1024] {
         let ids = tokens(len, vocab);
-        let ours = best(3, || {
-            model.forward(&[("tokens", Tensor::from_ids(vec![1, len], &ids))]).unwrap();
-        });
         let theirs = best(1, || {
             let mut state = State::new(1, &cfg, DType::F32, &Device::Cpu).unwrap();
             for &t in &ids {
                 candle.forward(&CTensor::new(&[t], &Device::Cpu).unwrap(), &mut state).unwrap();
             }
         });
-        let (a, b) = (len as f64 / ours, len as f64 / theirs);
-        println!("{:<40} {:>8.0} t/s {:>8.0} t/s {:>7.1}x", format!("mamba prefill L={len}"), a, b, a / b);
+        for (codegen, model) in &models {
+            let ours = best(3, || {
+                model.forward(&[("tokens", Tensor::from_ids(vec![1, len], &ids))]).unwrap();
+            });
+            let (a, b) = (len as f64 / ours, len as f64 / theirs);
+            let what = format!("mamba prefill L={len} ({codegen})");
+            println!("{what:<40} {a:>8.0} t/s {b:>8.0} t/s {:>7.1}x", a / b);
+        }
     }
     let steps = 64;
     let ids = tokens(steps, vocab);
@@ -98,7 +110,7 @@ fn main() {
         format!("d_model={d_model},n_layer=1,n_heads={n_heads},n_kv_heads={n_heads},d_ff={d_ff},vocab={vocab}");
     let m = checked("transformer.seq", &config);
     let (ours, theirs) = shared(&m);
-    let model = Model::from_checked(m).unwrap().with_weights(ours);
+    let models = compiled(&m, &ours);
     use candle_transformers::models::llama::{Cache, Config as LConfig, Llama};
     for len in [1024, 8192] {
         let cfg = LConfig {
@@ -120,16 +132,19 @@ fn main() {
         let vb = VarBuilder::from_tensors(theirs.clone(), DType::F32, &Device::Cpu);
         let candle = Llama::load(vb, &cfg).unwrap();
         let ids = tokens(len, vocab);
-        let ours = best(2, || {
-            model.forward(&[("tokens", Tensor::from_ids(vec![1, len], &ids))]).unwrap();
-        });
         let theirs = best(2, || {
             let mut cache = Cache::new(false, DType::F32, &cfg, &Device::Cpu).unwrap();
             let x = CTensor::new(ids.as_slice(), &Device::Cpu).unwrap().unsqueeze(0).unwrap();
             candle.forward(&x, 0, &mut cache).unwrap();
         });
-        let (a, b) = (len as f64 / ours, len as f64 / theirs);
-        println!("{:<40} {:>8.0} t/s {:>8.0} t/s {:>7.1}x", format!("llama prefill L={len} (1 layer)"), a, b, a / b);
+        for (codegen, model) in &models {
+            let ours = best(2, || {
+                model.forward(&[("tokens", Tensor::from_ids(vec![1, len], &ids))]).unwrap();
+            });
+            let (a, b) = (len as f64 / ours, len as f64 / theirs);
+            let what = format!("llama prefill L={len} (1 layer, {codegen})");
+            println!("{what:<40} {a:>8.0} t/s {b:>8.0} t/s {:>7.1}x", a / b);
+        }
     }
     println!("(candle's Llama returns the last position's logits; seqc computes them at every position)");
 }
