@@ -204,9 +204,9 @@ enum Command {
         /// the memory; sums stay f32).
         #[arg(long, value_enum, default_value_t = WeightDtype::F32)]
         weight_dtype: WeightDtype,
-        /// The CPU code generator (`--engine cpu`, from source).
-        #[arg(long, value_enum, default_value_t = CodegenArg::Cranelift)]
-        codegen: CodegenArg,
+        /// The CPU code generator, Cranelift unless given (`--engine cpu`, from source).
+        #[arg(long, value_enum)]
+        codegen: Option<CodegenArg>,
     },
     /// Measure a model on the CPU: tokens per second, time per token, peak
     /// memory, compile time. Random weights from the file's `init` unless given.
@@ -235,9 +235,9 @@ enum Command {
         /// bytes each decode step reads; sums stay f32).
         #[arg(long, value_enum, default_value_t = WeightDtype::F32)]
         weight_dtype: WeightDtype,
-        /// The CPU code generator (from source).
-        #[arg(long, value_enum, default_value_t = CodegenArg::Cranelift)]
-        codegen: CodegenArg,
+        /// The CPU code generator, Cranelift unless given (from source; an artifact keeps its own).
+        #[arg(long, value_enum)]
+        codegen: Option<CodegenArg>,
     },
     /// Cost, memory and the SSM-or-attention decision, from the model itself.
     Analyze {
@@ -309,6 +309,9 @@ fn write_artifact(
     }
     Ok(())
 }
+
+const CODEGEN_OF_ARTIFACT: &str =
+    "`--codegen` does not apply to an artifact; it keeps the code generator it was compiled with";
 
 /// A failure already reported to the user.
 struct Reported;
@@ -585,6 +588,9 @@ fn run(cli: Cli) -> Result<(), Reported> {
         Command::Run { file, weights, input, output, engine, mode, config, check_finite, weight_dtype, codegen } => {
             // A directory is an artifact (`seqc compile -o DIR`), compiled with its own config.
             let (mut m, artifact) = if file.is_dir() {
+                if codegen.is_some() {
+                    return Err(fail(CODEGEN_OF_ARTIFACT));
+                }
                 if !config.is_empty() {
                     return Err(fail(
                         "`--config` does not apply to an artifact; it keeps the config it was compiled with",
@@ -610,7 +616,7 @@ fn run(cli: Cli) -> Result<(), Reported> {
                     let how = compiled::How {
                         step: mode == Mode::Step,
                         precision: weight_dtype.precision(),
-                        codegen: codegen.codegen(),
+                        codegen: codegen.map_or(Default::default(), CodegenArg::codegen),
                     };
                     let outs = compiled::run(m, artifact, &w, &inputs, how).map_err(fail)?;
                     if check_finite {
@@ -634,6 +640,9 @@ fn run(cli: Cli) -> Result<(), Reported> {
             let start = std::time::Instant::now();
             // A directory is an artifact (`seqc compile -o DIR`): timed as loaded.
             let subject = if file.is_dir() {
+                if codegen.is_some() {
+                    return Err(fail(CODEGEN_OF_ARTIFACT));
+                }
                 if !config.is_empty() {
                     return Err(fail(
                         "`--config` does not apply to an artifact; it keeps the config it was compiled with",
@@ -646,7 +655,7 @@ fn run(cli: Cli) -> Result<(), Reported> {
             let check_ms = start.elapsed().as_secs_f64() * 1e3;
             let decode = mode == BenchMode::Decode;
             let precision = weight_dtype.precision();
-            let codegen = codegen.codegen();
+            let codegen = codegen.map_or(Default::default(), CodegenArg::codegen);
             let request =
                 bench::Request { seq_len, batch, decode, weights, precision, codegen, json, iters, check_ms, profile };
             bench::run(subject, request).map_err(fail)

@@ -151,6 +151,10 @@ fn the_command_line_writes_and_runs_artifacts() {
         assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
         assert_eq!(std::fs::read(&a).unwrap(), std::fs::read(&b).unwrap(), "{mode}: the artifact's outputs");
     }
+    // An artifact keeps its code generator: `--codegen` is refused, not ignored.
+    let o = seqc(&["run", &art, "--weights", &w, "--input", &i, "-o", &format!("{art}/x"), "--codegen", "llvm"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("keeps the code generator"));
     // Without `-o`, a clear error.
     let o = seqc(&["compile", "dsl-examples/hybrid.seq", "--target", "cpu"]);
     assert_eq!(o.status.code(), Some(1));

@@ -263,6 +263,8 @@ fn init_then_run() {
     let scale = tensors[0].1.tensor.data.iter().fold(0f64, |m, v| m.max(v.abs()));
     for (out, extra) in [
         ("step.safetensors", &["--mode", "step"][..]),
+        ("llvm.safetensors", &["--codegen", "llvm"][..]),
+        ("llvm-step.safetensors", &["--codegen", "llvm", "--mode", "step"][..]),
         ("interp.safetensors", &["--engine", "interp"][..]),
         ("interp-step.safetensors", &["--engine", "interp", "--mode", "step"][..]),
     ] {
@@ -312,13 +314,16 @@ fn bench_json() {
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
 }
 
-/// The kernel IR and the Cranelift IR print for both modes.
+/// The kernel IR, the Cranelift IR and LLVM's IR print for both modes.
 #[test]
-fn emit_kernel_and_clif() {
+fn emit_kernel_clif_and_llvm() {
     let small = "d_model=16,n_layer=1,vocab=50,d_state=4";
-    for (emit, mode, needle) in
-        [("kernel", "parallel", "launches {"), ("kernel", "step", "state \""), ("clif", "parallel", "function")]
-    {
+    for (emit, mode, needle) in [
+        ("kernel", "parallel", "launches {"),
+        ("kernel", "step", "state \""),
+        ("clif", "parallel", "function"),
+        ("llvm", "step", "define void @seqc_k_k0(ptr"),
+    ] {
         let o = seqc(&["compile", "dsl-examples/mamba.seq", "--config", small, "--emit", emit, "--mode", mode]);
         assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
         assert!(stdout(&o).contains(needle), "--emit {emit} --mode {mode}: {}", stdout(&o));

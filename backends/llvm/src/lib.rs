@@ -81,12 +81,6 @@ pub fn native_features() -> Result<Vec<String>, BackendError> {
     Ok(on)
 }
 
-/// The vector width and fused multiply-adds this machine's code uses, in words.
-pub fn describe_target() -> Result<String, BackendError> {
-    let h = host()?;
-    Ok(format!("{} f32 lanes{}", h.target.lanes, if h.target.fma { ", fused multiply-adds" } else { "" }))
-}
-
 /// Which of the distinct kernels an LLVM module defines: share `part` of
 /// `parts`, taking every `parts`-th kernel in order.
 #[derive(Clone, Copy)]
