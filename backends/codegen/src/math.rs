@@ -4,8 +4,8 @@
 //! vectors of any width. Cranelift (`f32x4`) and LLVM (the host's full width)
 //! implement the trait; the algorithms, their constants and their accuracy are
 //! shared, so the backends agree with each other to the rounding of fused
-//! multiply-adds. `sin`, `cos` and `pow` (rope angles, rare elsewhere) are not
-//! here: backends call the host for them.
+//! multiply-adds. `sin` and `cos` are here too (rope angles); `pow`, rare, is
+//! not: backends call the host for it.
 
 use seqc_compiler::ir::ScalarFn;
 
@@ -60,10 +60,12 @@ pub trait Lanes {
     /// Arithmetic shift right.
     fn sshr(&mut self, a: Self::I, bits: u32) -> Self::I;
     fn int_to_float(&mut self, a: Self::I) -> Self::F;
+    /// Toward zero, saturating (NaN gives 0).
+    fn float_to_int(&mut self, a: Self::F) -> Self::I;
 }
 
 /// `f` applied to `x` inline; `None` for the functions the host computes
-/// (`sin`, `cos`, `pow`) and for the non-numeric operators.
+/// (`pow`) and for the non-numeric operators.
 pub fn inline<B: Lanes>(b: &mut B, f: ScalarFn, x: &[B::F]) -> Option<B::F> {
     Some(match f {
         ScalarFn::Add => b.add(x[0], x[1]),
@@ -95,6 +97,8 @@ pub fn inline<B: Lanes>(b: &mut B, f: ScalarFn, x: &[B::F]) -> Option<B::F> {
         ScalarFn::Silu => logistic(b, x[0], Some(x[0])),
         ScalarFn::Softplus => softplus(b, x[0]),
         ScalarFn::Gelu => gelu(b, x[0]),
+        ScalarFn::Sin => sin_octant(b, x[0], Wave::Sin),
+        ScalarFn::Cos => sin_octant(b, x[0], Wave::Cos),
         _ => return None,
     })
 }
@@ -302,4 +306,69 @@ pub fn gelu<B: Lanes>(b: &mut B, x: B::F) -> B::F {
     let hx = b.mul(x, half);
     let onep = b.add(one, erf);
     b.mul(hx, onep)
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Wave {
+    Sin,
+    Cos,
+}
+
+/// `sin(x)` or `cos(x)` (Cephes' `sinf`/`cosf`): `|x| = j pi/4 + z` with `j`
+/// even and `|z| <= pi/4`, `pi/4` in three parts (`j pi/4` exact for `|x|` up to
+/// about 25,000, rope's angles at 16k positions included), then `sin z` or
+/// `cos z` by the octant, each a short polynomial (about 1e-7 absolute).
+/// `cos x = sin(x + pi/2)` is the octant two further on, with no rounding of
+/// `x + pi/2`.
+pub fn sin_octant<B: Lanes>(b: &mut B, x: B::F, wave: Wave) -> B::F {
+    const FOPI: f32 = 1.273_239_5; // 4 / pi
+    const DP: [f32; 3] = [0.785_156_25, 2.418_756_5e-4, 3.774_895e-8];
+    let ax = b.abs(x);
+    let fopi = b.c(FOPI);
+    let t = b.mul(ax, fopi);
+    let j = b.float_to_int(t);
+    // Round odd octants up: `z` then lies in [-pi/4, pi/4].
+    let one = b.ci(1);
+    let odd = b.and(j, one);
+    let j = b.iadd(j, odd);
+    let y = b.int_to_float(j);
+    let mut z = ax;
+    for part in DP {
+        let p = b.c(-part);
+        z = b.mul_add(y, p, z);
+    }
+    let shift = b.ci(if wave == Wave::Cos { 2 } else { 0 });
+    let octant = b.iadd(j, shift);
+    let (two, four) = (b.ci(2), b.ci(4));
+    let cos_side = b.and(octant, two);
+    let negative = b.and(octant, four);
+    let zz = b.mul(z, z);
+    let sp = poly(b, zz, &[-1.951_529_6e-4, 8.332_161e-3, -1.666_665_5e-1]);
+    let sz = b.mul(z, zz);
+    let s = b.mul_add(sz, sp, z);
+    let cp = poly(b, zz, &[2.443_315_7e-5, -1.388_731_6e-3, 4.166_664_6e-2]);
+    let z4 = b.mul(zz, zz);
+    let half = b.c(-0.5);
+    let c1 = b.c(1.0);
+    let c = b.mul_add(zz, half, c1);
+    let c = b.mul_add(z4, cp, c);
+    // Octant bits as masks, through floats (the trait compares floats only).
+    let threshold = b.c(0.5);
+    let cos_side = b.int_to_float(cos_side);
+    let use_cos = b.cmp(Cmp::Gt, cos_side, threshold);
+    let r = b.pick(use_cos, c, s);
+    let negative = b.int_to_float(negative);
+    let flip = b.cmp(Cmp::Gt, negative, threshold);
+    let nr = b.neg(r);
+    let r = b.pick(flip, nr, r);
+    match wave {
+        // sin is odd; cos even.
+        Wave::Sin => {
+            let zero = b.c(0.0);
+            let below = b.cmp(Cmp::Lt, x, zero);
+            let nr = b.neg(r);
+            b.pick(below, nr, r)
+        }
+        Wave::Cos => r,
+    }
 }

@@ -137,8 +137,6 @@ pub unsafe fn kernels_from(
 /// The host function computing `f`, for those not generated inline.
 pub fn host_name(f: ScalarFn) -> Option<&'static str> {
     Some(match f {
-        ScalarFn::Cos => "seqc_cos",
-        ScalarFn::Sin => "seqc_sin",
         ScalarFn::Pow => "seqc_pow",
         _ => return None,
     })
@@ -157,8 +155,6 @@ macro_rules! host {
 }
 
 host! {
-    seqc_cos(x) = x.cos();
-    seqc_sin(x) = x.sin();
     seqc_pow(x, y) = x.powf(y);
 }
 

@@ -65,8 +65,8 @@ pub fn compile(m: &KernelModule) -> Result<Compiled, BackendError> {
 }
 
 /// Compiles each `(prefix, module)` into one relocatable object file for this
-/// machine, kernel `i` exported as [`kernel_symbol`]`(prefix, i)`. The few
-/// functions the kernels call (`sin`, `cos`, `pow`) are defined inside it over
+/// machine, kernel `i` exported as [`kernel_symbol`]`(prefix, i)`. The one
+/// function the kernels call on the host (`pow`) is defined inside it over
 /// the C library's, so linking needs only `-lm`. Position-independent, for a
 /// shared library.
 pub fn compile_object(modules: &[(&str, &KernelModule)]) -> Result<Vec<u8>, BackendError> {

@@ -1,6 +1,6 @@
 //! Element functions on scalars and `f32x4` alike: Cranelift's side of
 //! [`seqc_codegen::math::Lanes`], over which the functions themselves (`exp`, `log`,
-//! `tanh`, ...) are written once. `sin`, `cos` and `pow` call into the host.
+//! `tanh`, ...) are written once. `pow` calls into the host.
 
 use cranelift_codegen::ir::condcodes::FloatCC;
 use cranelift_codegen::ir::{types, Endianness, InstBuilder, MemFlagsData, Value};
@@ -160,6 +160,10 @@ impl Lanes for Math<'_, '_> {
     }
     fn sshr(&mut self, a: Value, bits: u32) -> Value {
         self.b.ins().sshr_imm_s(a, i64::from(bits))
+    }
+    fn float_to_int(&mut self, a: Value) -> Value {
+        let ity = self.int_ty();
+        self.b.ins().fcvt_to_sint_sat(ity, a)
     }
     fn int_to_float(&mut self, a: Value) -> Value {
         let fty = self.float_ty();

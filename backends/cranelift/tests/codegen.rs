@@ -214,3 +214,45 @@ fn vector_reductions_cover_every_remainder() {
         assert_eq!(want[0], (n * (n - 1) / 2) as f32, "n = {n}: the oracle's sum");
     }
 }
+
+/// `sin` and `cos` against f64 on the very f32 arguments, in vector loops and
+/// scalar code, over rope's range of angles (positions to 20,000 at
+/// frequency 1): within 4e-7 absolute (they are bounded by 1), and a few ulp
+/// near zero, where `sin x` is about `x`.
+#[test]
+fn sin_and_cos_are_accurate_over_rope_angles() {
+    let n = 40_001usize;
+    let x: Vec<f32> = (0..n)
+        .map(|i| {
+            let t = i as f64 / (n - 1) as f64 * 2.0 - 1.0;
+            // Half the points over +-20,000, half over +-4 (near the zeros).
+            (if i % 2 == 0 { 20_000.0 * t } else { 4.0 * t }) as f32
+        })
+        .chain([0.0, -0.0, 1e-30, -1e-20, 3e-8, std::f32::consts::PI, std::f32::consts::FRAC_PI_2])
+        .collect();
+    let n = x.len();
+    let load = Expr::Load { param: 0, index: Box::new(Expr::Var(Var(1))) };
+    let index_read = Expr::call(ScalarFn::Mul, vec![Expr::ToFloat(Box::new(Expr::Var(Var(1)))), Expr::Float(0.0)]);
+    for (f, name) in [(ScalarFn::Sin, "sin"), (ScalarFn::Cos, "cos")] {
+        let vector = module(n as i64, Expr::call(f, vec![load.clone()]));
+        let scalar =
+            module(n as i64, Expr::call(f, vec![Expr::call(ScalarFn::Add, vec![load.clone(), index_read.clone()])]));
+        for (form, m) in [("vector", vector), ("scalar", scalar)] {
+            let code = seqc_cranelift::compile(&m).unwrap();
+            let mut out = vec![0f32; n];
+            let ptrs = [x.as_ptr() as *mut f32, out.as_mut_ptr()];
+            // SAFETY: two buffers of `n` elements, as the kernel expects.
+            unsafe { code.kernels[0](ptrs.as_ptr(), [1i64].as_ptr(), 0, 1) };
+            for (xi, got) in x.iter().zip(&out) {
+                let want = seqc_compiler::sema::consts::apply(name, &[*xi as f64]);
+                // Relative below |x| = 1 (sin x ~ x); absolute beyond.
+                let tol = if xi.abs() < 1.0 {
+                    (4.0 * f64::from(f32::EPSILON) * want.abs()).max(f64::from(f32::MIN_POSITIVE))
+                } else {
+                    4e-7
+                };
+                assert!((f64::from(*got) - want).abs() <= tol, "{name} ({form}) at {xi:e}: {got:e}, want {want:e}");
+            }
+        }
+    }
+}

@@ -391,7 +391,7 @@ impl<'a, 'c> Gen<'a, 'c> {
         out
     }
 
-    /// `seqc_cos(x)` and the like: the C library's f64 function, rounded once.
+    /// `seqc_pow(x, y)` and the like: the C library's f64 function, rounded once.
     fn host_call(&mut self, name: &str, x: &[BasicValueEnum<'c>]) -> BasicValueEnum<'c> {
         let f64t = self.ctx.f64_type();
         let libc = name.trim_start_matches("seqc_");

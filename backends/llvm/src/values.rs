@@ -221,6 +221,13 @@ impl<'c> Lanes for Values<'_, 'c> {
         let n = self.ci(bits as i32);
         int2!(self.b, build_right_shift, a, n, true)
     }
+    fn float_to_int(&mut self, a: Self::F) -> Self::I {
+        let ty = self.vector_of(self.ctx.i32_type().into());
+        let f = Intrinsic::find("llvm.fptosi.sat")
+            .and_then(|i| i.get_declaration(self.module, &[ty, a.get_type()]))
+            .expect("LLVM 19 has llvm.fptosi.sat");
+        ok(self.b.build_direct_call(f, &[a.into()], "")).try_as_basic_value().basic().expect("a value")
+    }
     fn int_to_float(&mut self, a: Self::I) -> Self::F {
         let ty = self.vector_of(self.ctx.f32_type().into());
         match (a, ty) {
