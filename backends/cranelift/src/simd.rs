@@ -5,7 +5,7 @@
 use crate::{math, Gen};
 use cranelift_codegen::ir::condcodes::{FloatCC, IntCC};
 use cranelift_codegen::ir::{types, Endianness, InstBuilder, MemFlagsData, Value};
-use seqc_compiler::ir::kernel::vector::{accumulation, stride};
+use seqc_compiler::ir::kernel::vector::{accumulation, depends, stride};
 use seqc_compiler::ir::kernel::{CmpOp, Expr, Stmt, Ty, Var};
 use seqc_compiler::ir::ScalarFn;
 
@@ -184,20 +184,8 @@ impl Gen<'_, '_> {
                     let addr = self.address(*param, index);
                     Lanes::Vector(self.b.ins().load(types::F32X4, unaligned(), addr, 0))
                 }
-                _ => {
-                    // A gather: each lane's address with the index at its value.
-                    let i = self.overrides[&var.0];
-                    let zero = self.b.ins().f32const(0.0);
-                    let mut v = self.b.ins().splat(types::F32X4, zero);
-                    for lane in 0..LANES {
-                        let at = self.b.ins().iadd_imm_s(i, lane);
-                        self.overrides.insert(var.0, at);
-                        let x = self.expr(e);
-                        v = self.b.ins().insertlane(v, x, lane as u8);
-                    }
-                    self.overrides.insert(var.0, i);
-                    Lanes::Vector(v)
-                }
+                // A gather: each lane's address with the index at its value.
+                _ => Lanes::Vector(self.per_lane(e, var)),
             },
             Expr::Call(f, args) => {
                 let xs: Vec<Lanes> = args.iter().map(|a| self.lanes(a, var)).collect();
@@ -253,9 +241,32 @@ impl Gen<'_, '_> {
                     }
                 }
             }
-            // Lane-independent by the marking's rules.
+            // What reads the index otherwise (a converted index, an index
+            // comparison) is computed lane by lane; the rest is the same in
+            // every lane, by the marking's rules.
+            _ if depends(e, var) => Lanes::Vector(self.per_lane(e, var)),
             _ => Lanes::Uniform(self.expr(e)),
         }
+    }
+
+    /// `e` computed once per lane, with the index at each lane's value, as an
+    /// `f32x4` (a condition as a lane mask).
+    fn per_lane(&mut self, e: &Expr, var: Var) -> Value {
+        let i = self.overrides[&var.0];
+        let zero = self.b.ins().f32const(0.0);
+        let mut v = self.b.ins().splat(types::F32X4, zero);
+        for lane in 0..LANES {
+            let at = self.b.ins().iadd_imm_s(i, lane);
+            self.overrides.insert(var.0, at);
+            let mut x = self.expr(e);
+            if e.ty() == Ty::Bool {
+                let ones = self.b.ins().f32const(f32::from_bits(u32::MAX));
+                x = self.b.ins().select(x, ones, zero);
+            }
+            v = self.b.ins().insertlane(v, x, lane as u8);
+        }
+        self.overrides.insert(var.0, i);
+        v
     }
 
     /// An element function on `f32x4` values: inline, or lane by lane through

@@ -1,22 +1,28 @@
 //! Code generation against the kernel IR's evaluator on hand-built kernels:
 //! integer division and remainder of negative values (floored and Euclidean, by
 //! constants, powers of two and run-time sizes); vector loops with a tail and
-//! unrolled short loops.
+//! unrolled short loops; values that read the loop index, lane by lane.
 
 use seqc_compiler::ir::kernel::eval::{run, Memory};
-use seqc_compiler::ir::kernel::{Buffer, Expr, IntOp, Kernel, KernelModule, Launch, LoopKind, Role, Stmt, Var};
+use seqc_compiler::ir::kernel::{Buffer, CmpOp, Expr, IntOp, Kernel, KernelModule, Launch, LoopKind, Role, Stmt, Var};
 use seqc_compiler::ir::{kernel::BufId, ScalarFn};
 
 /// One kernel writing `f(i)` for `i` in `0..n` into buffer 1 (`out`), reading
 /// buffer 0 (`x[i] = i`); the loop is marked as the scheduler marks loops.
 fn module(n: i64, value: Expr) -> KernelModule {
-    let mut body = vec![Stmt::For {
+    let mut m = scalar_module(n, value);
+    seqc_compiler::ir::kernel::vector::mark(&mut m.kernels[0].body, 4);
+    m
+}
+
+/// The same kernel with its loop left serial (scalar code).
+fn scalar_module(n: i64, value: Expr) -> KernelModule {
+    let body = vec![Stmt::For {
         var: Var(1),
         extent: Expr::Int(n),
         kind: LoopKind::Serial,
         body: vec![Stmt::Store { param: 1, index: Expr::Var(Var(1)), value }],
     }];
-    seqc_compiler::ir::kernel::vector::mark(&mut body, 4);
     KernelModule {
         name: "t".into(),
         dims: vec!["B".into()],
@@ -121,13 +127,7 @@ fn inline_element_functions_are_accurate_in_both_forms() {
         let load = Expr::Load { param: 0, index: Box::new(Expr::Var(Var(1))) };
         let vector = module(n as i64, Expr::call(f, vec![load.clone()]));
         assert!(matches!(vector.kernels[0].body[0], Stmt::For { kind: LoopKind::Vector(4), .. }));
-        // Reading the index as a value keeps the loop scalar.
-        let unvectorized = Expr::call(
-            ScalarFn::Add,
-            vec![load, Expr::call(ScalarFn::Mul, vec![Expr::ToFloat(Box::new(Expr::Var(Var(1)))), Expr::Float(0.0)])],
-        );
-        let scalar = module(n as i64, Expr::call(f, vec![unvectorized]));
-        assert!(matches!(scalar.kernels[0].body[0], Stmt::For { kind: LoopKind::Serial, .. }));
+        let scalar = scalar_module(n as i64, Expr::call(f, vec![load]));
         for (form, m) in [("vector", vector), ("scalar", scalar)] {
             let code = seqc_cranelift::compile(&m).unwrap();
             let mut out = vec![0f32; n];
@@ -144,6 +144,47 @@ fn inline_element_functions_are_accurate_in_both_forms() {
                     (f64::from(*got) - want).abs()
                 );
             }
+        }
+    }
+}
+
+/// Values that read the loop index other than as an address (rope's converted
+/// index, comparisons of it selecting values and guarding shifted reads) are
+/// computed lane by lane inside a vector loop, and match the evaluator.
+#[test]
+fn index_reads_are_computed_lane_by_lane() {
+    let i = || Expr::Var(Var(1));
+    let fi = || Expr::ToFloat(Box::new(i()));
+    for n in [3i64, 4, 5, 8, 13, 19] {
+        let half = Expr::Int(n / 2);
+        let angle = Expr::select(
+            Expr::cmp(CmpOp::Lt, i(), half.clone()),
+            fi(),
+            Expr::call(ScalarFn::Sub, vec![fi(), Expr::ToFloat(Box::new(half.clone()))]),
+        );
+        let shifted = Expr::int(IntOp::Sub, i(), Expr::Int(2));
+        let guarded = Expr::select(
+            Expr::and(
+                Expr::cmp(CmpOp::Ge, shifted.clone(), Expr::Int(0)),
+                Expr::cmp(CmpOp::Lt, shifted.clone(), Expr::Int(n)),
+            ),
+            Expr::Load {
+                param: 0,
+                index: Box::new(Expr::int(IntOp::Max, Expr::int(IntOp::Min, shifted, Expr::Int(n - 1)), Expr::Int(0))),
+            },
+            Expr::Float(0.0),
+        );
+        let value = Expr::call(
+            ScalarFn::Add,
+            vec![Expr::call(ScalarFn::Cos, vec![Expr::call(ScalarFn::Mul, vec![angle, Expr::Float(0.3)])]), guarded],
+        );
+        let m = module(n, value);
+        if n >= 4 {
+            assert!(matches!(m.kernels[0].body[0], Stmt::For { kind: LoopKind::Vector(4), .. }), "n = {n}");
+        }
+        let (want, got) = both(&m, &[1]);
+        for (a, b) in want.iter().zip(&got) {
+            assert!((a - b).abs() <= 4.0 * f32::EPSILON * a.abs().max(1.0), "n = {n}: {a} vs {b}");
         }
     }
 }
@@ -232,11 +273,9 @@ fn sin_and_cos_are_accurate_over_rope_angles() {
         .collect();
     let n = x.len();
     let load = Expr::Load { param: 0, index: Box::new(Expr::Var(Var(1))) };
-    let index_read = Expr::call(ScalarFn::Mul, vec![Expr::ToFloat(Box::new(Expr::Var(Var(1)))), Expr::Float(0.0)]);
     for (f, name) in [(ScalarFn::Sin, "sin"), (ScalarFn::Cos, "cos")] {
         let vector = module(n as i64, Expr::call(f, vec![load.clone()]));
-        let scalar =
-            module(n as i64, Expr::call(f, vec![Expr::call(ScalarFn::Add, vec![load.clone(), index_read.clone()])]));
+        let scalar = scalar_module(n as i64, Expr::call(f, vec![load.clone()]));
         for (form, m) in [("vector", vector), ("scalar", scalar)] {
             let code = seqc_cranelift::compile(&m).unwrap();
             let mut out = vec![0f32; n];

@@ -13,7 +13,7 @@ use inkwell::types::{BasicTypeEnum, VectorType};
 use inkwell::values::{BasicMetadataValueEnum, BasicValueEnum, FunctionValue, IntValue, PointerValue};
 use inkwell::IntPredicate;
 use seqc_codegen::math::{self, Cmp};
-use seqc_compiler::ir::kernel::vector::{accumulation, stride};
+use seqc_compiler::ir::kernel::vector::{accumulation, depends, stride};
 use seqc_compiler::ir::kernel::{CmpOp, Expr, IntOp, Kernel, LoopKind, Reg, Stmt, Ty, Var};
 use seqc_compiler::ir::ScalarFn;
 use std::collections::HashMap;
@@ -587,20 +587,8 @@ impl<'a, 'c> Gen<'a, 'c> {
                         .expect("a load takes an alignment");
                     Lanes::Vector(v)
                 }
-                _ => {
-                    // A gather: each lane's address with the index at its value.
-                    let i = self.overrides[&var.0];
-                    let mut v: BasicValueEnum<'c> = self.ctx.f32_type().vec_type(n).get_poison().into();
-                    for l in 0..n {
-                        let at = ok(self.b.build_int_add(i, self.i64(i64::from(l)), ""));
-                        self.overrides.insert(var.0, at);
-                        let x = self.expr(e);
-                        let li = self.ctx.i32_type().const_int(u64::from(l), false);
-                        v = ok(self.b.build_insert_element(v.into_vector_value(), x, li, "")).into();
-                    }
-                    self.overrides.insert(var.0, i);
-                    Lanes::Vector(v)
-                }
+                // A gather: each lane's address with the index at its value.
+                _ => Lanes::Vector(self.per_lane(e, var)),
             },
             Expr::Call(f, args) => {
                 let xs: Vec<Lanes<'c>> = args.iter().map(|a| self.lanes(a, var)).collect();
@@ -640,9 +628,30 @@ impl<'a, 'c> Gen<'a, 'c> {
                 let (m, x, y) = (self.widen(c), self.widen(x), self.widen(y));
                 Lanes::Vector(self.values(shape).select(m, x, y))
             }
-            // Lane-independent by the marking's rules.
+            // What reads the index otherwise (a converted index, an index
+            // comparison) is computed lane by lane; the rest is the same in
+            // every lane, by the marking's rules.
+            _ if depends(e, var) => Lanes::Vector(self.per_lane(e, var)),
             _ => Lanes::Uniform(self.expr(e)),
         }
+    }
+
+    /// `e` computed once per lane, with the index at each lane's value: a
+    /// vector of floats, or of `i1` for a condition.
+    fn per_lane(&mut self, e: &Expr, var: Var) -> BasicValueEnum<'c> {
+        let n = self.target.lanes;
+        let i = self.overrides[&var.0];
+        let ty = if e.ty() == Ty::Bool { self.ctx.bool_type().vec_type(n) } else { self.ctx.f32_type().vec_type(n) };
+        let mut v = ty.get_poison();
+        for l in 0..n {
+            let at = ok(self.b.build_int_add(i, self.i64(i64::from(l)), ""));
+            self.overrides.insert(var.0, at);
+            let x = self.expr(e);
+            let li = self.ctx.i32_type().const_int(u64::from(l), false);
+            v = ok(self.b.build_insert_element(v, x, li, ""));
+        }
+        self.overrides.insert(var.0, i);
+        v.into()
     }
 }
 

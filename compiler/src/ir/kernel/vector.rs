@@ -2,9 +2,11 @@
 //! body is stores of values (element-wise work) or accumulations `r = r op e`
 //! (reductions), its stores are contiguous in the loop index, and the index is
 //! read only inside load addresses (contiguous loads become vector loads,
-//! invariant ones a broadcast, others a gather). A backend runs `Vector(w)`
-//! loops `w` lanes at a time with a scalar tail; reductions combine their lanes
-//! at the end, which reorders floating-point sums.
+//! invariant ones a broadcast, others a gather) or by integer parts a backend
+//! computes once per lane: the index converted to a float, compared, or
+//! selected on (`f32(d)`, `d < 32` in rope). A backend runs `Vector(w)` loops
+//! `w` lanes at a time with a scalar tail; reductions combine their lanes at
+//! the end, which reorders floating-point sums.
 
 use super::{Expr, IntOp, LoopKind, Stmt, Var};
 use crate::ir::ScalarFn;
@@ -38,18 +40,25 @@ pub fn stride(e: &Expr, v: Var) -> Option<i64> {
     }
 }
 
-/// Whether the values of `e` can be computed lane-wise: `v` read only in load
-/// addresses.
+/// Whether the values of `e` can be computed lane-wise: float and boolean
+/// operations lane by lane, loads by their index's stride, and the integer
+/// values that read `v` (a converted index, an index comparison) once per lane.
+/// Integer values elsewhere (load addresses aside) must not read `v`.
 fn lanewise(e: &Expr, v: Var) -> bool {
     match e {
         Expr::Load { .. } => true,
-        Expr::Var(_) | Expr::Int2(..) | Expr::ToFloat(_) | Expr::ToInt(_) => !depends(e, v),
+        Expr::Var(_) | Expr::Int2(..) | Expr::ToInt(_) => !depends(e, v),
+        // Converted per lane where it reads the index (rope's `f32(d)`).
+        Expr::ToFloat(_) => true,
         Expr::Int(_) | Expr::Float(_) | Expr::Dim(_) | Expr::Reg(_) => true,
         Expr::Call(_, args) => args.iter().all(|a| lanewise(a, v)),
-        Expr::Cmp(_, a, b) => (a.ty() == super::Ty::F32 || !depends(e, v)) && lanewise(a, v) && lanewise(b, v),
+        // Integer comparisons are made per lane where they read the index.
+        Expr::Cmp(_, a, b) => a.ty() != super::Ty::F32 || (lanewise(a, v) && lanewise(b, v)),
         Expr::And(a, b) | Expr::Or(a, b) => lanewise(a, v) && lanewise(b, v),
         Expr::Not(a) => lanewise(a, v),
-        Expr::Select(c, a, b) => lanewise(c, v) && lanewise(a, v) && lanewise(b, v),
+        Expr::Select(c, a, b) => {
+            (a.ty() != super::Ty::I64 || !depends(e, v)) && lanewise(c, v) && lanewise(a, v) && lanewise(b, v)
+        }
     }
 }
 
