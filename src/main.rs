@@ -568,7 +568,7 @@ fn run(cli: Cli) -> Result<(), Reported> {
             let weights = seqc_compiler::init::init_weights(&m, seed);
             let tensors: Vec<(String, DType, &Tensor)> =
                 m.weights.iter().map(|w| (w.name.clone(), w.dtype, &weights[&w.name])).collect();
-            checkpoint::write(&output, &tensors).map_err(|e| fail(e))?;
+            checkpoint::write(&output, &tensors).map_err(fail)?;
             eprintln!(
                 "wrote {} tensors ({} parameters) to {}",
                 tensors.len(),

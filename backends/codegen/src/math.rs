@@ -50,8 +50,8 @@ pub trait Lanes {
     fn cmp(&mut self, cc: Cmp, a: Self::F, b: Self::F) -> Self::M;
     /// `m ? yes : no`, lane by lane.
     fn pick(&mut self, m: Self::M, yes: Self::F, no: Self::F) -> Self::F;
-    fn to_bits(&mut self, a: Self::F) -> Self::I;
-    fn from_bits(&mut self, a: Self::I) -> Self::F;
+    fn bits_of(&mut self, a: Self::F) -> Self::I;
+    fn float_of_bits(&mut self, a: Self::I) -> Self::F;
     fn iadd(&mut self, a: Self::I, b: Self::I) -> Self::I;
     fn isub(&mut self, a: Self::I, b: Self::I) -> Self::I;
     fn and(&mut self, a: Self::I, b: Self::I) -> Self::I;
@@ -146,12 +146,12 @@ pub fn exp<B: Lanes>(b: &mut B, x: B::F) -> B::F {
     let kl = b.mul(k, c_lo);
     let r = b.sub(r, kl);
     let p = poly(b, r, &[1.0 / 5040.0, 1.0 / 720.0, 1.0 / 120.0, 1.0 / 24.0, 1.0 / 6.0, 0.5, 1.0, 1.0]);
-    let jb = b.to_bits(j);
+    let jb = b.bits_of(j);
     // bits(j) - bits(1.5 * 2^23) is round(t); then the exponent bias.
     let bias = b.ci(127 - 0x4b40_0000);
     let biased = b.iadd(jb, bias);
     let bits = b.shl(biased, 23);
-    let scale = b.from_bits(bits);
+    let scale = b.float_of_bits(bits);
     let y = b.mul(p, scale);
     let (zero, inf) = (b.c(0.0), b.c(f32::INFINITY));
     let y = b.pick(below, zero, y);
@@ -165,7 +165,7 @@ pub fn exp<B: Lanes>(b: &mut B, x: B::F) -> B::F {
 pub fn log<B: Lanes>(b: &mut B, x: B::F) -> B::F {
     let tiny = b.c(f32::MIN_POSITIVE);
     let xc = max(b, x, tiny);
-    let bits = b.to_bits(xc);
+    let bits = b.bits_of(xc);
     let exp_bits = b.sshr(bits, 23);
     let bias = b.ci(126);
     let e = b.isub(exp_bits, bias);
@@ -174,7 +174,7 @@ pub fn log<B: Lanes>(b: &mut B, x: B::F) -> B::F {
     let mb = b.and(bits, mantissa);
     let mb = b.or(mb, half);
     // m in [0.5, 1).
-    let m = b.from_bits(mb);
+    let m = b.float_of_bits(mb);
     let e = b.int_to_float(e);
     let sqrt_half = b.c(std::f32::consts::FRAC_1_SQRT_2);
     let small = b.cmp(Cmp::Lt, m, sqrt_half);
@@ -197,7 +197,7 @@ pub fn log<B: Lanes>(b: &mut B, x: B::F) -> B::F {
             -1.666_805_8e-1,
             2.000_071_5e-1,
             -2.499_999_4e-1,
-            3.333_333_1e-1,
+            3.333_333e-1,
         ],
     );
     let y = b.mul(p, f);

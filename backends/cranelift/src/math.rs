@@ -135,11 +135,11 @@ impl Lanes for Math<'_, '_> {
             self.b.ins().select(m, yes, no)
         }
     }
-    fn to_bits(&mut self, a: Value) -> Value {
+    fn bits_of(&mut self, a: Value) -> Value {
         let (ity, flags) = (self.int_ty(), self.flags());
         self.b.ins().bitcast(ity, flags, a)
     }
-    fn from_bits(&mut self, a: Value) -> Value {
+    fn float_of_bits(&mut self, a: Value) -> Value {
         let (fty, flags) = (self.float_ty(), self.flags());
         self.b.ins().bitcast(fty, flags, a)
     }

@@ -50,6 +50,16 @@ fn both(m: &KernelModule, dims: &[i64]) -> (Vec<f32>, Vec<f32>) {
     (mem.buffers.remove(1), out)
 }
 
+/// The one-kernel module `m`, compiled, run on `x` (buffer 0, `B` = 1).
+fn compiled_on(m: &KernelModule, x: &[f32]) -> Vec<f32> {
+    let code = seqc_cranelift::compile(m).unwrap();
+    let mut out = vec![0f32; x.len()];
+    let ptrs = [x.as_ptr() as *mut f32, out.as_mut_ptr()];
+    // SAFETY: two buffers of `x.len()` elements, as the kernel expects.
+    unsafe { code.kernels[0](ptrs.as_ptr(), [1i64].as_ptr(), 0, 1) };
+    out
+}
+
 #[test]
 fn floored_division_and_euclidean_remainder() {
     let shifted = || Expr::int(IntOp::Sub, Expr::Var(Var(1)), Expr::Int(9));
@@ -129,12 +139,7 @@ fn inline_element_functions_are_accurate_in_both_forms() {
         assert!(matches!(vector.kernels[0].body[0], Stmt::For { kind: LoopKind::Vector(4), .. }));
         let scalar = scalar_module(n as i64, Expr::call(f, vec![load]));
         for (form, m) in [("vector", vector), ("scalar", scalar)] {
-            let code = seqc_cranelift::compile(&m).unwrap();
-            let mut out = vec![0f32; n];
-            let ptrs = [x.as_ptr() as *mut f32, out.as_mut_ptr()];
-            // SAFETY: two buffers of `n` elements, as the kernel expects.
-            unsafe { code.kernels[0](ptrs.as_ptr(), [1i64].as_ptr(), 0, 1) };
-            for (xi, got) in x.iter().zip(&out) {
+            for (xi, got) in x.iter().zip(&compiled_on(&m, &x)) {
                 let want = seqc_compiler::sema::consts::apply(name, &[*xi as f64]);
                 let tol = ulps * f64::from(f32::EPSILON) * want.abs() + abs * f64::from(xi.abs()).max(1.0);
                 let tol = tol.max(f64::from(f32::MIN_POSITIVE));
@@ -277,12 +282,7 @@ fn sin_and_cos_are_accurate_over_rope_angles() {
         let vector = module(n as i64, Expr::call(f, vec![load.clone()]));
         let scalar = scalar_module(n as i64, Expr::call(f, vec![load.clone()]));
         for (form, m) in [("vector", vector), ("scalar", scalar)] {
-            let code = seqc_cranelift::compile(&m).unwrap();
-            let mut out = vec![0f32; n];
-            let ptrs = [x.as_ptr() as *mut f32, out.as_mut_ptr()];
-            // SAFETY: two buffers of `n` elements, as the kernel expects.
-            unsafe { code.kernels[0](ptrs.as_ptr(), [1i64].as_ptr(), 0, 1) };
-            for (xi, got) in x.iter().zip(&out) {
+            for (xi, got) in x.iter().zip(&compiled_on(&m, &x)) {
                 let want = seqc_compiler::sema::consts::apply(name, &[*xi as f64]);
                 // Relative below |x| = 1 (sin x ~ x); absolute beyond.
                 let tol = if xi.abs() < 1.0 {

@@ -193,11 +193,11 @@ impl<'c> Lanes for Values<'_, 'c> {
     fn pick(&mut self, m: Self::M, yes: Self::F, no: Self::F) -> Self::F {
         self.select(m, yes, no)
     }
-    fn to_bits(&mut self, a: Self::F) -> Self::I {
+    fn bits_of(&mut self, a: Self::F) -> Self::I {
         let ty = self.vector_of(self.ctx.i32_type().into());
         ok(self.b.build_bit_cast(a, ty, ""))
     }
-    fn from_bits(&mut self, a: Self::I) -> Self::F {
+    fn float_of_bits(&mut self, a: Self::I) -> Self::F {
         let ty = self.vector_of(self.ctx.f32_type().into());
         ok(self.b.build_bit_cast(a, ty, ""))
     }
