@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The main job on a fresh machine: check an example model, make weights and random
-# inputs for it, and run its compiled code, in parallel and in step mode.
+# inputs for it, and run its compiled code, in parallel and in step mode, and in
+# parallel mode with LLVM's code.
 #
 #   scripts/run-example.sh [MODEL.seq] [CONFIG]
 #
@@ -20,4 +21,8 @@ seqc=target/release/seqc
     --input "$out/input.safetensors" -o "$out/output.safetensors" --check-finite
 "$seqc" run "$model" --config "$config" --weights "$out/weights.safetensors" \
     --input "$out/input.safetensors" -o "$out/output-step.safetensors" --mode step --check-finite
-echo "ran $model: outputs in $out/output.safetensors (parallel) and $out/output-step.safetensors (step)"
+# The same with LLVM's code (the second CPU code generator).
+"$seqc" run "$model" --config "$config" --weights "$out/weights.safetensors" \
+    --input "$out/input.safetensors" -o "$out/output-llvm.safetensors" --codegen llvm --check-finite
+echo "ran $model: outputs in $out/output.safetensors (parallel), $out/output-step.safetensors (step)" \
+    "and $out/output-llvm.safetensors (parallel, LLVM's code)"
