@@ -6,10 +6,10 @@
 //! [`seqc_codegen::math`]'s, so the runtime runs either backend's code the same
 //! way.
 //!
-//! LLVM writes an object file; [`compile`] links it into a shared library
-//! with the system's C compiler and loads it, the same path an artifact takes
-//! (so there is one loader, and no JIT whose lifetime is tied to an LLVM
-//! context).
+//! LLVM writes object files: [`compile`] shares the kernels among threads
+//! (one object each), links the objects into a shared library with the
+//! system's C compiler and loads it, the path an artifact takes (so there is
+//! one loader, and no JIT whose lifetime is tied to an LLVM context).
 
 mod gen;
 mod values;
