@@ -7,20 +7,8 @@
 //! multiply-adds. `sin` and `cos` are here too (rope angles); `pow`, rare, is
 //! not: backends call the host for it.
 
+use seqc_compiler::ir::kernel::CmpOp;
 use seqc_compiler::ir::ScalarFn;
-
-/// A floating-point comparison, giving a lane mask.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Cmp {
-    Lt,
-    Le,
-    Gt,
-    Ge,
-    Eq,
-    Ne,
-    /// `x < y` or either is NaN.
-    UnorderedOrLt,
-}
 
 /// A code generator's builder, on `f32` values of one shape (a scalar, or a
 /// vector of lanes), the `i32` values of the same shape, and masks.
@@ -47,7 +35,10 @@ pub trait Lanes {
     fn sqrt(&mut self, a: Self::F) -> Self::F;
     /// `|mag|` with the sign of `sign` (`mag` is non-negative).
     fn copysign(&mut self, mag: Self::F, sign: Self::F) -> Self::F;
-    fn cmp(&mut self, cc: Cmp, a: Self::F, b: Self::F) -> Self::M;
+    /// `a op b`, false where either is NaN (except `Ne`, true there).
+    fn cmp(&mut self, op: CmpOp, a: Self::F, b: Self::F) -> Self::M;
+    /// `a < b` or either is NaN.
+    fn lt_or_nan(&mut self, a: Self::F, b: Self::F) -> Self::M;
     /// `m ? yes : no`, lane by lane.
     fn pick(&mut self, m: Self::M, yes: Self::F, no: Self::F) -> Self::F;
     fn bits_of(&mut self, a: Self::F) -> Self::I;
@@ -82,7 +73,7 @@ pub fn inline<B: Lanes>(b: &mut B, f: ScalarFn, x: &[B::F]) -> Option<B::F> {
         }
         ScalarFn::Max => max(b, x[0], x[1]),
         ScalarFn::Min => {
-            let lt = b.cmp(Cmp::Lt, x[0], x[1]);
+            let lt = b.cmp(CmpOp::Lt, x[0], x[1]);
             b.pick(lt, x[0], x[1])
         }
         ScalarFn::Relu => {
@@ -116,7 +107,7 @@ pub fn poly<B: Lanes>(b: &mut B, x: B::F, coeffs: &[f32]) -> B::F {
 /// `x > y ? x : y`: an accumulator starting at -inf takes the first value, and
 /// it is NaN-free like the interpreter's `f64::max` on numbers.
 pub fn max<B: Lanes>(b: &mut B, x: B::F, y: B::F) -> B::F {
-    let gt = b.cmp(Cmp::Gt, x, y);
+    let gt = b.cmp(CmpOp::Gt, x, y);
     b.pick(gt, x, y)
 }
 
@@ -128,8 +119,8 @@ pub fn exp<B: Lanes>(b: &mut B, x: B::F) -> B::F {
     const LN2_HI: f32 = 0.693_145_75;
     const LN2_LO: f32 = 1.428_606_8e-6;
     let (lo, hi) = (b.c(-87.3), b.c(88.7));
-    let below = b.cmp(Cmp::Lt, x, lo);
-    let above = b.cmp(Cmp::Gt, x, hi);
+    let below = b.cmp(CmpOp::Lt, x, lo);
+    let above = b.cmp(CmpOp::Gt, x, hi);
     let xc = b.pick(below, lo, x);
     let xc = b.pick(above, hi, xc);
     let log2e = b.c(std::f32::consts::LOG2_E);
@@ -177,7 +168,7 @@ pub fn log<B: Lanes>(b: &mut B, x: B::F) -> B::F {
     let m = b.float_of_bits(mb);
     let e = b.int_to_float(e);
     let sqrt_half = b.c(std::f32::consts::FRAC_1_SQRT_2);
-    let small = b.cmp(Cmp::Lt, m, sqrt_half);
+    let small = b.cmp(CmpOp::Lt, m, sqrt_half);
     let one = b.c(1.0);
     let e_less = b.sub(e, one);
     let e = b.pick(small, e_less, e);
@@ -215,11 +206,11 @@ pub fn log<B: Lanes>(b: &mut B, x: B::F) -> B::F {
     // The edges: 0, negatives (and NaN), +inf.
     let zero = b.c(0.0);
     let (ninf, pinf, nan) = (b.c(f32::NEG_INFINITY), b.c(f32::INFINITY), b.c(f32::NAN));
-    let is_zero = b.cmp(Cmp::Eq, x, zero);
+    let is_zero = b.cmp(CmpOp::Eq, x, zero);
     let r = b.pick(is_zero, ninf, r);
-    let not_positive = b.cmp(Cmp::UnorderedOrLt, x, zero);
+    let not_positive = b.lt_or_nan(x, zero);
     let r = b.pick(not_positive, nan, r);
-    let is_inf = b.cmp(Cmp::Eq, x, pinf);
+    let is_inf = b.cmp(CmpOp::Eq, x, pinf);
     b.pick(is_inf, pinf, r)
 }
 
@@ -233,10 +224,10 @@ pub fn log1p<B: Lanes>(b: &mut B, x: B::F) -> B::F {
     let ratio = b.div(x, d);
     let r = b.mul(l, ratio);
     let zero = b.c(0.0);
-    let exact = b.cmp(Cmp::Eq, d, zero);
+    let exact = b.cmp(CmpOp::Eq, d, zero);
     let r = b.pick(exact, x, r);
     let inf = b.c(f32::INFINITY);
-    let is_inf = b.cmp(Cmp::Eq, u, inf);
+    let is_inf = b.cmp(CmpOp::Eq, u, inf);
     b.pick(is_inf, u, r)
 }
 
@@ -258,7 +249,7 @@ pub fn tanh<B: Lanes>(b: &mut B, x: B::F) -> B::F {
     let s = b.mul(x3, p);
     let small_value = b.add(x, s);
     let quarter = b.c(0.25);
-    let small = b.cmp(Cmp::Lt, ax, quarter);
+    let small = b.cmp(CmpOp::Lt, ax, quarter);
     b.pick(small, small_value, big)
 }
 
@@ -355,17 +346,17 @@ pub fn sin_octant<B: Lanes>(b: &mut B, x: B::F, wave: Wave) -> B::F {
     // Octant bits as masks, through floats (the trait compares floats only).
     let threshold = b.c(0.5);
     let cos_side = b.int_to_float(cos_side);
-    let use_cos = b.cmp(Cmp::Gt, cos_side, threshold);
+    let use_cos = b.cmp(CmpOp::Gt, cos_side, threshold);
     let r = b.pick(use_cos, c, s);
     let negative = b.int_to_float(negative);
-    let flip = b.cmp(Cmp::Gt, negative, threshold);
+    let flip = b.cmp(CmpOp::Gt, negative, threshold);
     let nr = b.neg(r);
     let r = b.pick(flip, nr, r);
     match wave {
         // sin is odd; cos even.
         Wave::Sin => {
             let zero = b.c(0.0);
-            let below = b.cmp(Cmp::Lt, x, zero);
+            let below = b.cmp(CmpOp::Lt, x, zero);
             let nr = b.neg(r);
             b.pick(below, nr, r)
         }

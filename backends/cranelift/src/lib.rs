@@ -213,6 +213,19 @@ fn define_all(
     Ok(ids)
 }
 
+/// The Cranelift condition of a float comparison: ordered, except `Ne` (true
+/// for NaN, as the interpreter's `!=`).
+pub(crate) fn float_cc(op: CmpOp) -> FloatCC {
+    match op {
+        CmpOp::Lt => FloatCC::LessThan,
+        CmpOp::Le => FloatCC::LessThanOrEqual,
+        CmpOp::Gt => FloatCC::GreaterThan,
+        CmpOp::Ge => FloatCC::GreaterThanOrEqual,
+        CmpOp::Eq => FloatCC::Equal,
+        CmpOp::Ne => FloatCC::NotEqual,
+    }
+}
+
 /// Code generation of one kernel.
 pub(crate) struct Gen<'a, 'b> {
     b: &'a mut FunctionBuilder<'b>,
@@ -429,15 +442,7 @@ impl<'a, 'b> Gen<'a, 'b> {
                 let float = a.ty() == Ty::F32;
                 let (x, y) = (self.expr(a), self.expr(b));
                 if float {
-                    let cc = match op {
-                        CmpOp::Lt => FloatCC::LessThan,
-                        CmpOp::Le => FloatCC::LessThanOrEqual,
-                        CmpOp::Gt => FloatCC::GreaterThan,
-                        CmpOp::Ge => FloatCC::GreaterThanOrEqual,
-                        CmpOp::Eq => FloatCC::Equal,
-                        CmpOp::Ne => FloatCC::NotEqual,
-                    };
-                    self.b.ins().fcmp(cc, x, y)
+                    self.b.ins().fcmp(float_cc(*op), x, y)
                 } else {
                     if let (Some(p), Some(q)) = (self.constant(x), self.constant(y)) {
                         return self.b.ins().iconst(types::I8, i64::from(op.holds(p, q)));

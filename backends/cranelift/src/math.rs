@@ -5,7 +5,8 @@
 use cranelift_codegen::ir::condcodes::FloatCC;
 use cranelift_codegen::ir::{types, Endianness, InstBuilder, MemFlagsData, Value};
 use cranelift_frontend::FunctionBuilder;
-use seqc_codegen::math::{Cmp, Lanes};
+use seqc_codegen::math::Lanes;
+use seqc_compiler::ir::kernel::CmpOp;
 use seqc_compiler::ir::ScalarFn;
 
 /// Code for one element function, on scalars (`lanes = false`) or `f32x4`.
@@ -27,6 +28,16 @@ impl Math<'_, '_> {
         let bytes: Vec<u8> = (0..4).flat_map(|_| bits.to_le_bytes()).collect();
         let handle = self.b.func.dfg.constants.insert(bytes.into());
         self.b.ins().vconst(ty, handle)
+    }
+
+    /// `a cc b` as a mask `pick` takes.
+    fn mask(&mut self, cc: FloatCC, a: Value, b: Value) -> Value {
+        let m = self.b.ins().fcmp(cc, a, b);
+        if self.lanes {
+            self.b.ins().bitcast(types::F32X4, lane_order(), m)
+        } else {
+            m
+        }
     }
 
     fn int_ty(&self) -> types::Type {
@@ -111,22 +122,11 @@ impl Lanes for Math<'_, '_> {
             self.b.ins().fcopysign(mag, sign)
         }
     }
-    fn cmp(&mut self, cc: Cmp, a: Value, b: Value) -> Value {
-        let cc = match cc {
-            Cmp::Lt => FloatCC::LessThan,
-            Cmp::Le => FloatCC::LessThanOrEqual,
-            Cmp::Gt => FloatCC::GreaterThan,
-            Cmp::Ge => FloatCC::GreaterThanOrEqual,
-            Cmp::Eq => FloatCC::Equal,
-            Cmp::Ne => FloatCC::NotEqual,
-            Cmp::UnorderedOrLt => FloatCC::UnorderedOrLessThan,
-        };
-        let m = self.b.ins().fcmp(cc, a, b);
-        if self.lanes {
-            self.b.ins().bitcast(types::F32X4, lane_order(), m)
-        } else {
-            m
-        }
+    fn cmp(&mut self, op: CmpOp, a: Value, b: Value) -> Value {
+        self.mask(crate::float_cc(op), a, b)
+    }
+    fn lt_or_nan(&mut self, a: Value, b: Value) -> Value {
+        self.mask(FloatCC::UnorderedOrLessThan, a, b)
     }
     fn pick(&mut self, m: Value, yes: Value, no: Value) -> Value {
         if self.lanes {

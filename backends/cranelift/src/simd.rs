@@ -6,7 +6,7 @@ use crate::{math, Gen};
 use cranelift_codegen::ir::condcodes::{FloatCC, IntCC};
 use cranelift_codegen::ir::{types, Endianness, InstBuilder, MemFlagsData, Value};
 use seqc_compiler::ir::kernel::vector::{accumulation, depends, stride};
-use seqc_compiler::ir::kernel::{CmpOp, Expr, Stmt, Ty, Var};
+use seqc_compiler::ir::kernel::{Expr, Stmt, Ty, Var};
 use seqc_compiler::ir::ScalarFn;
 
 const LANES: i64 = 4;
@@ -205,15 +205,7 @@ impl Gen<'_, '_> {
                     return Lanes::Uniform(self.expr(e));
                 }
                 let (x, y) = (self.widen(x), self.widen(y));
-                let cc = match op {
-                    CmpOp::Lt => FloatCC::LessThan,
-                    CmpOp::Le => FloatCC::LessThanOrEqual,
-                    CmpOp::Gt => FloatCC::GreaterThan,
-                    CmpOp::Ge => FloatCC::GreaterThanOrEqual,
-                    CmpOp::Eq => FloatCC::Equal,
-                    CmpOp::Ne => FloatCC::NotEqual,
-                };
-                let m = self.b.ins().fcmp(cc, x, y);
+                let m = self.b.ins().fcmp(crate::float_cc(*op), x, y);
                 Lanes::Vector(self.b.ins().bitcast(types::F32X4, lane_order(), m))
             }
             Expr::And(a, b) | Expr::Or(a, b) => {

@@ -12,7 +12,7 @@ use inkwell::module::Module;
 use inkwell::types::{BasicTypeEnum, VectorType};
 use inkwell::values::{BasicMetadataValueEnum, BasicValueEnum, FunctionValue, IntValue, PointerValue};
 use inkwell::IntPredicate;
-use seqc_codegen::math::{self, Cmp};
+use seqc_codegen::math;
 use seqc_compiler::ir::kernel::vector::{accumulation, depends, stride};
 use seqc_compiler::ir::kernel::{CmpOp, Expr, IntOp, Kernel, LoopKind, Reg, Stmt, Ty, Var};
 use seqc_compiler::ir::ScalarFn;
@@ -281,7 +281,7 @@ impl<'a, 'c> Gen<'a, 'c> {
                 let float = a.ty() == Ty::F32;
                 let (x, y) = (self.expr(a), self.expr(b));
                 if float {
-                    self.values(Shape::Scalar).fcmp(crate::values::predicate(cmp(*op)), x, y)
+                    self.values(Shape::Scalar).fcmp(crate::values::predicate(*op), x, y)
                 } else {
                     let p = match op {
                         CmpOp::Lt => IntPredicate::SLT,
@@ -555,11 +555,11 @@ impl<'a, 'c> Gen<'a, 'c> {
         match op {
             ScalarFn::Add => seqc_codegen::math::Lanes::add(&mut v, a, b),
             ScalarFn::Max => {
-                let m = v.fcmp(crate::values::predicate(Cmp::Gt), a, b);
+                let m = v.fcmp(crate::values::predicate(CmpOp::Gt), a, b);
                 v.select(m, a, b)
             }
             _ => {
-                let m = v.fcmp(crate::values::predicate(Cmp::Lt), a, b);
+                let m = v.fcmp(crate::values::predicate(CmpOp::Lt), a, b);
                 v.select(m, a, b)
             }
         }
@@ -604,7 +604,7 @@ impl<'a, 'c> Gen<'a, 'c> {
                     return Lanes::Uniform(self.expr(e));
                 }
                 let (x, y) = (self.widen(x), self.widen(y));
-                Lanes::Vector(self.values(shape).fcmp(crate::values::predicate(cmp(*op)), x, y))
+                Lanes::Vector(self.values(shape).fcmp(crate::values::predicate(*op), x, y))
             }
             Expr::And(a, b) | Expr::Or(a, b) => {
                 let (x, y) = (self.lanes(a, var), self.lanes(b, var));
@@ -658,15 +658,4 @@ impl<'a, 'c> Gen<'a, 'c> {
 /// The scalars, if every value is the same in all lanes.
 fn uniform<'c>(xs: &[Lanes<'c>]) -> Option<Vec<BasicValueEnum<'c>>> {
     xs.iter().map(|x| if let Lanes::Uniform(s) = x { Some(*s) } else { None }).collect()
-}
-
-fn cmp(op: CmpOp) -> Cmp {
-    match op {
-        CmpOp::Lt => Cmp::Lt,
-        CmpOp::Le => Cmp::Le,
-        CmpOp::Gt => Cmp::Gt,
-        CmpOp::Ge => Cmp::Ge,
-        CmpOp::Eq => Cmp::Eq,
-        CmpOp::Ne => Cmp::Ne,
-    }
 }

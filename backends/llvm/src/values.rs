@@ -9,7 +9,8 @@ use inkwell::module::Module;
 use inkwell::types::{BasicTypeEnum, VectorType};
 use inkwell::values::{BasicMetadataValueEnum, BasicValueEnum, VectorValue};
 use inkwell::FloatPredicate;
-use seqc_codegen::math::{Cmp, Lanes};
+use seqc_codegen::math::Lanes;
+use seqc_compiler::ir::kernel::CmpOp;
 
 /// A builder call's result: it fails only when unpositioned, which code
 /// generation never leaves it.
@@ -187,8 +188,11 @@ impl<'c> Lanes for Values<'_, 'c> {
     fn copysign(&mut self, mag: Self::F, sign: Self::F) -> Self::F {
         self.intrinsic("llvm.copysign", &[mag, sign])
     }
-    fn cmp(&mut self, cc: Cmp, a: Self::F, b: Self::F) -> Self::M {
-        self.fcmp(predicate(cc), a, b)
+    fn cmp(&mut self, op: CmpOp, a: Self::F, b: Self::F) -> Self::M {
+        self.fcmp(predicate(op), a, b)
+    }
+    fn lt_or_nan(&mut self, a: Self::F, b: Self::F) -> Self::M {
+        self.fcmp(FloatPredicate::ULT, a, b)
     }
     fn pick(&mut self, m: Self::M, yes: Self::F, no: Self::F) -> Self::F {
         self.select(m, yes, no)
@@ -242,17 +246,16 @@ impl<'c> Lanes for Values<'_, 'c> {
     }
 }
 
-/// The LLVM predicate of a comparison: ordered, except `UnorderedOrLt` and
-/// `Ne` (true for NaN, as Cranelift's and the interpreter's `!=`).
-pub(crate) fn predicate(cc: Cmp) -> FloatPredicate {
-    match cc {
-        Cmp::Lt => FloatPredicate::OLT,
-        Cmp::Le => FloatPredicate::OLE,
-        Cmp::Gt => FloatPredicate::OGT,
-        Cmp::Ge => FloatPredicate::OGE,
-        Cmp::Eq => FloatPredicate::OEQ,
-        Cmp::Ne => FloatPredicate::UNE,
-        Cmp::UnorderedOrLt => FloatPredicate::ULT,
+/// The LLVM predicate of a float comparison: ordered, except `Ne` (true for
+/// NaN, as Cranelift's and the interpreter's `!=`).
+pub(crate) fn predicate(op: CmpOp) -> FloatPredicate {
+    match op {
+        CmpOp::Lt => FloatPredicate::OLT,
+        CmpOp::Le => FloatPredicate::OLE,
+        CmpOp::Gt => FloatPredicate::OGT,
+        CmpOp::Ge => FloatPredicate::OGE,
+        CmpOp::Eq => FloatPredicate::OEQ,
+        CmpOp::Ne => FloatPredicate::UNE,
     }
 }
 
