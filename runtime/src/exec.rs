@@ -19,6 +19,9 @@ pub struct Program {
     /// Each kernel's work per grid point for the last dimensions run (a decode
     /// runs the same ones every step), so launches do not walk kernels again.
     work: std::sync::Mutex<(Vec<i64>, Vec<u64>)>,
+    /// Temp memory kept from one run to the next: a decode step would
+    /// otherwise map, fault in and zero the same megabytes every position.
+    pool: std::sync::Mutex<Vec<Vec<f32>>>,
 }
 
 /// The memory a run reads: by buffer role name (inputs, weights, states).
@@ -37,7 +40,7 @@ unsafe impl Sync for Pointers {}
 
 impl Program {
     pub fn new(module: KernelModule, code: Compiled) -> Program {
-        Program { module, code, work: Default::default() }
+        Program { module, code, work: Default::default(), pool: Default::default() }
     }
 
     /// Work per grid point of every kernel, for `dims`.
@@ -81,9 +84,16 @@ impl Program {
         out
     }
 
-    /// Runs every launch; returns the outputs, then the next states, with their
-    /// element counts.
-    pub fn run(&self, dims: &HashMap<&str, usize>, source: &dyn Source) -> Result<Vec<Vec<f32>>, String> {
+    /// Runs every launch; returns the outputs, and leaves the next states in
+    /// `next` (one per next state of the module, in order). A next state that
+    /// a temp buffer of its own holds is written there by the kernels
+    /// directly, so that a step copies no state.
+    pub fn run(
+        &self,
+        dims: &HashMap<&str, usize>,
+        source: &dyn Source,
+        next: &mut [Vec<f32>],
+    ) -> Result<Vec<Vec<f32>>, String> {
         let m = &self.module;
         let dims: Vec<i64> = m
             .dims
@@ -102,9 +112,10 @@ impl Program {
         // Temp memory: a pool of blocks, each buffer taking a free block from its
         // first launch to its last.
         let live = m.lifetimes();
-        let mut blocks: Vec<Vec<f32>> = Vec::new();
+        // The pool of the last run, unless another thread's run holds it.
+        let mut blocks: Vec<Vec<f32>> = self.pool.try_lock().map(|mut p| std::mem::take(&mut *p)).unwrap_or_default();
         let mut block_of: Vec<Option<usize>> = vec![None; m.buffers.len()];
-        let mut free: Vec<usize> = Vec::new();
+        let mut free: Vec<usize> = (0..blocks.len()).collect();
         let mut ends: Vec<Vec<usize>> = vec![Vec::new(); m.launches.len() + 1];
         let mut starts: Vec<Vec<usize>> = vec![Vec::new(); m.launches.len() + 1];
         for (b, l) in live.iter().enumerate() {
@@ -119,7 +130,8 @@ impl Program {
                 Role::Input(_) | Role::Weight(_) | Role::State { .. } => {
                     if let Some(rhs) = source.product_weight(&buf.role) {
                         let held = match rhs {
-                            Rhs::F32(w) | Rhs::F32T(w) => w.len(),
+                            Rhs::F32(w) => w.len(),
+                            Rhs::F32T(w) => w.len(),
                             Rhs::Bf16T(w) => w.len(),
                         };
                         if held != sizes[b] {
@@ -140,8 +152,26 @@ impl Program {
                 Role::Temp | Role::Alias(_) => {}
             }
         }
+        if next.len() != m.next_states.len() {
+            return Err(format!("{} next states to hold, {} given", m.next_states.len(), next.len()));
+        }
+        // Next states written in place: temps that are no output and no other
+        // next state.
+        let mut in_place = vec![false; m.next_states.len()];
+        for (i, (_, b)) in m.next_states.iter().enumerate() {
+            let r = root(b.0 as usize);
+            let shared = m.outputs.iter().chain(&m.next_states).filter(|(_, x)| root(x.0 as usize) == r).count() > 1;
+            if m.buffers[r].role == Role::Temp && !shared {
+                next[i].clear();
+                next[i].resize(sizes[r].max(1), 0.0);
+                ptrs[r] = next[i].as_mut_ptr();
+                in_place[i] = true;
+            }
+        }
+        let external: Vec<usize> =
+            m.next_states.iter().zip(&in_place).filter(|(_, &p)| p).map(|((_, b), _)| root(b.0 as usize)).collect();
         for (at, launch) in m.launches.iter().enumerate() {
-            for &b in &starts[at] {
+            for &b in starts[at].iter().filter(|b| !external.contains(b)) {
                 let want = sizes[b].max(1);
                 // Best fit among free blocks, else a new one.
                 let pick = free
@@ -257,7 +287,18 @@ impl Program {
             // SAFETY: a live buffer of `sizes[r]` elements.
             unsafe { std::slice::from_raw_parts(ptrs[r], sizes[r]) }.to_vec()
         };
-        Ok(m.outputs.iter().chain(&m.next_states).map(|(_, b)| read(b.0 as usize)).collect())
+        let results = m.outputs.iter().map(|(_, b)| read(b.0 as usize)).collect();
+        for (i, (_, b)) in m.next_states.iter().enumerate() {
+            if in_place[i] {
+                next[i].truncate(sizes[root(b.0 as usize)]);
+            } else {
+                next[i] = read(b.0 as usize);
+            }
+        }
+        if let Ok(mut pool) = self.pool.try_lock() {
+            *pool = blocks;
+        }
+        Ok(results)
     }
 }
 
@@ -267,6 +308,10 @@ impl Program {
 /// 130M Mamba decode at B = 8 (ms per step, Cranelift / LLVM): 91.0 / 72.6 at
 /// 20,000 statements, 73.7 / 66.4 at 80,000, 77.0 / 62.1 at 200,000.
 const INLINE_WORK: u64 = 100_000;
+
+/// Statements below which a launch goes to the team (`team.rs`), whose
+/// helpers spin between launches instead of sleeping: about a millisecond.
+const TEAM_WORK: u64 = 4_000_000;
 
 /// Statements one grid point of a kernel runs, roughly: loops count their
 /// extent (a bound that depends on an index, such as a causal one, counts 64).
@@ -303,8 +348,9 @@ fn launch_grid(f: seqc_cranelift::KernelFn, bufs: &Pointers, dims: &[i64], n: i6
         return;
     }
     let threads = rayon::current_num_threads() as i64;
-    // Small launches (most of a decode step's) run on this thread: waking the
-    // pool costs more than they do.
+    // Small launches (most of a decode step's) run on this thread: handing
+    // them out costs more than they do. Medium ones go to the spinning team,
+    // large ones to rayon, whose finer pieces balance the load.
     let pieces = if work < INLINE_WORK { 1 } else { (threads * 4).min(n) };
     let call = |lo: i64, hi: i64| {
         let mut own = Vec::new();
@@ -321,6 +367,11 @@ fn launch_grid(f: seqc_cranelift::KernelFn, bufs: &Pointers, dims: &[i64], n: i6
     };
     if pieces <= 1 {
         call(0, n);
+        return;
+    }
+    if work < TEAM_WORK {
+        let members = crate::team::size() as i64;
+        crate::team::run(&|i| call(n * i as i64 / members, n * (i as i64 + 1) / members));
         return;
     }
     use rayon::prelude::*;

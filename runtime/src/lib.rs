@@ -22,6 +22,7 @@ mod longconv;
 mod products;
 pub mod profile;
 mod state;
+mod team;
 #[cfg(test)]
 mod testing;
 
@@ -138,8 +139,8 @@ pub enum Precision {
 
 /// A weight held for products only, `[in, out]`.
 enum ProductWeight {
-    F32(Vec<f32>),
-    Bf16(Vec<half::bf16>),
+    F32(products::Held<f32>),
+    Bf16(products::Held<half::bf16>),
 }
 
 /// A compiled model with its weights.
@@ -271,12 +272,11 @@ impl Model {
             let mut weights = std::mem::take(&mut model.weights);
             for (name, held) in std::mem::take(&mut model.products) {
                 // Back to the checkpoint's layout, then held anew.
-                let (n, k) = model.product_shape(&name);
-                let t: Vec<f32> = match held {
-                    ProductWeight::F32(t) => t,
-                    ProductWeight::Bf16(t) => t.iter().map(|x| x.to_f32()).collect(),
+                let rows = match held {
+                    ProductWeight::F32(t) => t.rows(),
+                    ProductWeight::Bf16(t) => t.rows(),
                 };
-                weights.insert(name, transpose(&t, k, n));
+                weights.insert(name, rows);
             }
             model = model.with_weights(weights);
         }
@@ -291,11 +291,6 @@ impl Model {
             Some(ProductWeight::F32(_)) => Some(Precision::F32),
             None => self.weights.contains_key(name).then_some(Precision::F32),
         }
-    }
-
-    fn product_shape(&self, name: &str) -> (usize, usize) {
-        let products = self.parallel.gemm_only_weights();
-        products.iter().find(|(p, _, _)| p == name).map_or((0, 0), |&(_, n, k)| (n, k))
     }
 
     /// Compiles a checked model (the graph as lowered) with Cranelift.
@@ -361,10 +356,9 @@ impl Model {
         self.products.clear();
         for (name, n, k) in self.parallel.gemm_only_weights() {
             if let Some(w) = weights.remove(&name) {
-                let t = transpose(&w, n, k);
                 let held = match self.precision {
-                    Precision::F32 => ProductWeight::F32(t),
-                    Precision::Bf16 => ProductWeight::Bf16(t.iter().map(|&x| half::bf16::from_f32(x)).collect()),
+                    Precision::F32 => ProductWeight::F32(products::Held::new(&w, n, k, |x| x)),
+                    Precision::Bf16 => ProductWeight::Bf16(products::Held::new(&w, n, k, half::bf16::from_f32)),
                 };
                 self.products.insert(name, held);
             }
@@ -423,7 +417,8 @@ impl Model {
         let (dims, data) = self.bind_inputs(inputs)?;
         let dims: HashMap<&str, usize> = dims.iter().map(|(k, v)| (k.as_str(), *v)).collect();
         let source = Bound { inputs: &data, weights: &self.weights, products: &self.products, states: None };
-        let outs = self.parallel.run(&dims, &source).map_err(Error::Compiler)?;
+        let mut next = vec![Vec::new(); self.parallel.module.next_states.len()];
+        let outs = self.parallel.run(&dims, &source, &mut next).map_err(Error::Compiler)?;
         Ok(self.named_outputs(outs, &dims))
     }
 
@@ -520,9 +515,9 @@ impl Model {
             return Err(Error::Input(format!("the state holds {} sequences, the inputs {}", state.batch, dims["B"])));
         }
         let run_dims = HashMap::from([("B", state.batch), ("T", state.position), ("P", state.position + 1)]);
+        let mut next = state.take_spare(program.module.next_states.len());
         let source = Bound { inputs: &data, weights: &self.weights, products: &self.products, states: Some(state) };
-        let mut outs = program.run(&run_dims, &source).map_err(Error::Compiler)?;
-        let next = outs.split_off(program.module.outputs.len());
+        let outs = program.run(&run_dims, &source, &mut next).map_err(Error::Compiler)?;
         state.advance(&program.module, next);
         let dims = HashMap::from([("B", state.batch), ("L", 1)]);
         Ok(self.named_outputs(outs, &dims))
@@ -628,15 +623,4 @@ impl Source for Bound<'_> {
             ProductWeight::Bf16(t) => products::Rhs::Bf16T(t),
         })
     }
-}
-
-/// `w[rows, cols]` row-major, transposed to `[cols, rows]`.
-fn transpose(w: &[f32], rows: usize, cols: usize) -> Vec<f32> {
-    let mut t = vec![0f32; w.len()];
-    for (r, row) in w.chunks(cols).enumerate().take(rows) {
-        for (c, x) in row.iter().enumerate() {
-            t[c * rows + r] = *x;
-        }
-    }
-    t
 }

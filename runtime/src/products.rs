@@ -11,10 +11,65 @@ use half::bf16;
 pub enum Rhs<'a> {
     /// `[n, k]` row-major, as the checkpoint stores a linear weight.
     F32(&'a [f32]),
-    /// `[k, n]`: a weight held transposed (the layout both kernels read fastest).
-    F32T(&'a [f32]),
-    /// `[k, n]` in bf16.
-    Bf16T(&'a [bf16]),
+    /// Held transposed, in f32.
+    F32T(&'a Held<f32>),
+    /// Held transposed, in bf16.
+    Bf16T(&'a Held<bf16>),
+}
+
+/// A linear weight `[n, k]` held transposed, `[k, n]`: the layout both product
+/// kernels stream fastest. Its rows lie `stride` elements apart, an odd number
+/// of cache lines: at a stride of a multiple of 4 KiB (`n` = 3072), the rows a
+/// kernel reads together would fall into one set of the first-level cache and
+/// evict each other.
+pub struct Held<T> {
+    data: Vec<T>,
+    n: usize,
+    k: usize,
+    /// The elements it was made from (`n * k` unless the caller erred, which
+    /// the run then reports).
+    given: usize,
+}
+
+impl<T: Copy + Default> Held<T> {
+    /// `w[n, k]` row-major, each element converted by `convert`.
+    pub fn new(w: &[f32], n: usize, k: usize, convert: impl Fn(f32) -> T) -> Held<T> {
+        let ld = stride(n);
+        let mut data = vec![T::default(); k * ld];
+        for (j, row) in w.chunks(k.max(1)).enumerate().take(n) {
+            for (kk, &x) in row.iter().enumerate() {
+                data[kk * ld + j] = convert(x);
+            }
+        }
+        Held { data, n, k, given: w.len() }
+    }
+
+    /// Back to `[n, k]` row-major.
+    pub fn rows(&self) -> Vec<f32>
+    where
+        f32: From<T>,
+    {
+        let ld = stride(self.n);
+        let mut w = vec![0f32; self.n * self.k];
+        for j in 0..self.n {
+            for kk in 0..self.k {
+                w[j * self.k + kk] = f32::from(self.data[kk * ld + j]);
+            }
+        }
+        w
+    }
+
+    /// The elements it was made from (`n * k`, without the padding).
+    pub fn len(&self) -> usize {
+        self.given
+    }
+}
+
+/// The row stride of a held weight of `n` columns: whole 64-byte lines, an odd
+/// number of them.
+fn stride(n: usize) -> usize {
+    let lines = n.div_ceil(16);
+    16 * (lines | 1)
 }
 
 /// Rows up to which a product streams the weights itself instead of calling
@@ -45,27 +100,32 @@ pub unsafe fn gemm_nt(m: usize, n: usize, k: usize, a: *const f32, b: Rhs, bias:
     }
     let a = std::slice::from_raw_parts(a, m * k);
     let c = std::slice::from_raw_parts_mut(c, m * n);
+    let ld = stride(n);
     match b {
-        Rhs::F32T(w) if m <= SMALL_M => few_rows(m, n, k, a, w, c),
-        Rhs::Bf16T(w) if m <= SMALL_M => few_rows(m, n, k, a, w, c),
+        Rhs::F32T(w) if m <= SMALL_M => few_rows(m, n, k, a, &w.data, c),
+        Rhs::Bf16T(w) if m <= SMALL_M => few_rows(m, n, k, a, &w.data, c),
         Rhs::F32(w) if m <= SMALL_M => few_rows_by_dots(m, n, k, a, w, c),
-        Rhs::F32(w) => call_gemm(m, n, k, a, w, false, c),
-        Rhs::F32T(w) => call_gemm(m, n, k, a, w, true, c),
+        Rhs::F32(w) => call_gemm(m, n, k, a, w, None, c),
+        Rhs::F32T(w) => call_gemm(m, n, k, a, &w.data, Some(ld), c),
         Rhs::Bf16T(w) => {
             // Many rows: widen once per call; the product then costs far more
             // than the conversion (`m` rows against one pass over `b`).
-            let wide: Vec<f32> = w.iter().map(|x| x.to_f32()).collect();
-            call_gemm(m, n, k, a, &wide, true, c)
+            let wide: Vec<f32> = w.data.iter().map(|x| x.to_f32()).collect();
+            call_gemm(m, n, k, a, &wide, Some(ld), c)
         }
     }
 }
 
-/// `c += a * b^T` through `gemm`; `b_t`: `b` is held `[k, n]`.
-fn call_gemm(m: usize, n: usize, k: usize, a: &[f32], b: &[f32], b_t: bool, c: &mut [f32]) {
+/// `c += a * b^T` through `gemm`; `b` is `[n, k]` row-major, or with
+/// `held_stride` held `[k, n]` with rows that far apart.
+fn call_gemm(m: usize, n: usize, k: usize, a: &[f32], b: &[f32], held_stride: Option<usize>, c: &mut [f32]) {
     let threads = rayon::current_num_threads();
     let par = if m * n * k < 64 * 64 * 64 { gemm::Parallelism::None } else { gemm::Parallelism::Rayon(threads) };
-    // rhs[kk, j] = b[j, kk]: column stride k, row stride 1; or b_t[kk, j].
-    let (rhs_cs, rhs_rs) = if b_t { (1, n as isize) } else { (k as isize, 1) };
+    // rhs[kk, j] = b[j, kk]: column stride k, row stride 1; or held[kk, j].
+    let (rhs_cs, rhs_rs) = match held_stride {
+        Some(ld) => (1, ld as isize),
+        None => (k as isize, 1),
+    };
     // SAFETY: the slices hold the sizes the strides describe; `c` is separate.
     unsafe {
         gemm::gemm(
@@ -95,12 +155,25 @@ fn call_gemm(m: usize, n: usize, k: usize, a: &[f32], b: &[f32], b_t: bool, c: &
 /// A weight element the streaming kernel widens to f32 as it reads it.
 trait Element: Copy + Send + Sync {
     fn widen(self) -> f32;
+
+    /// Eight consecutive elements, widened.
+    ///
+    /// # Safety
+    /// `p` points at eight readable elements; AVX2 is present.
+    #[cfg(target_arch = "x86_64")]
+    unsafe fn load8(p: *const Self) -> std::arch::x86_64::__m256;
 }
 
 impl Element for f32 {
     #[inline(always)]
     fn widen(self) -> f32 {
         self
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[inline(always)]
+    unsafe fn load8(p: *const f32) -> std::arch::x86_64::__m256 {
+        std::arch::x86_64::_mm256_loadu_ps(p)
     }
 }
 
@@ -111,6 +184,14 @@ impl Element for bf16 {
         // vectorises.
         f32::from_bits((self.to_bits() as u32) << 16)
     }
+
+    #[cfg(target_arch = "x86_64")]
+    #[inline(always)]
+    unsafe fn load8(p: *const bf16) -> std::arch::x86_64::__m256 {
+        use std::arch::x86_64::*;
+        let half = _mm_loadu_si128(p as *const __m128i);
+        _mm256_castsi256_ps(_mm256_slli_epi32::<16>(_mm256_cvtepu16_epi32(half)))
+    }
 }
 
 /// `c[m, n] += a[m, k] * b[n, k]^T` for a few rows `m`, with `b` as stored
@@ -120,7 +201,30 @@ fn few_rows_by_dots(m: usize, n: usize, k: usize, a: &[f32], b: &[f32], c: &mut 
     let rows = |j0: usize, j1: usize, out: &mut [f32]| {
         // `out` holds columns `j0..j1` of every row, packed `[m, j1 - j0]`.
         let width = j1 - j0;
-        for j in j0..j1 {
+        let mut j = j0;
+        #[cfg(target_arch = "x86_64")]
+        if m >= 2 && std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+            // Four rows of `b` against two of `a` at a time.
+            while j + 4 <= j1 {
+                let mut r = 0;
+                while r + 2 <= m {
+                    // SAFETY: the features are present; rows `j..j + 4` of
+                    // `b` and `r..r + 2` of `a` hold `k` elements each.
+                    let sums = unsafe { dots_4x2(&b[j * k..(j + 4) * k], &a[r * k..(r + 2) * k], k) };
+                    for (i, s) in sums.iter().enumerate() {
+                        out[(r + i / 4) * width + j + i % 4 - j0] += s;
+                    }
+                    r += 2;
+                }
+                for r in r..m {
+                    for jj in j..j + 4 {
+                        out[r * width + jj - j0] += dot(&a[r * k..(r + 1) * k], &b[jj * k..(jj + 1) * k]);
+                    }
+                }
+                j += 4;
+            }
+        }
+        for j in j..j1 {
             let w = &b[j * k..(j + 1) * k];
             for r in 0..m {
                 out[r * width + j - j0] += dot(&a[r * k..(r + 1) * k], w);
@@ -128,6 +232,37 @@ fn few_rows_by_dots(m: usize, n: usize, k: usize, a: &[f32], b: &[f32], c: &mut 
         }
     };
     by_columns(m, n, k, c, rows)
+}
+
+/// The eight dot products of four rows of `w` with two rows of `x` (rows of
+/// `k`), as `[x0.w0, x0.w1, x0.w2, x0.w3, x1.w0, ..]`: six loads feed eight
+/// multiply-adds, where one dot at a time needs two per one.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn dots_4x2(w: &[f32], x: &[f32], k: usize) -> [f32; 8] {
+    use std::arch::x86_64::*;
+    let (pw, px) = (w.as_ptr(), x.as_ptr());
+    let mut acc = [_mm256_setzero_ps(); 8];
+    let mut t = 0;
+    while t + 8 <= k {
+        let xs = [_mm256_loadu_ps(px.add(t)), _mm256_loadu_ps(px.add(k + t))];
+        for jj in 0..4 {
+            let v = _mm256_loadu_ps(pw.add(jj * k + t));
+            acc[jj] = _mm256_fmadd_ps(xs[0], v, acc[jj]);
+            acc[4 + jj] = _mm256_fmadd_ps(xs[1], v, acc[4 + jj]);
+        }
+        t += 8;
+    }
+    let mut sums = [0f32; 8];
+    for (i, v) in acc.iter().enumerate() {
+        let mut lanes = [0f32; 8];
+        _mm256_storeu_ps(lanes.as_mut_ptr(), *v);
+        sums[i] = lanes.iter().sum::<f32>();
+        for tt in t..k {
+            sums[i] += x[(i / 4) * k + tt] * w[(i % 4) * k + tt];
+        }
+    }
+    sums
 }
 
 /// `x . y` in f32, eight lanes and four independent sums at a time.
@@ -174,10 +309,11 @@ unsafe fn dot_avx2(x: &[f32], y: &[f32]) -> f32 {
 #[derive(Clone, Copy)]
 struct Operands<'a, W> {
     m: usize,
-    n: usize,
     k: usize,
     a: &'a [f32],
     b: &'a [W],
+    /// The distance between rows of `b`.
+    ld: usize,
     /// The rows of `b` (and columns of `a`) to add, `k0..k1`.
     k0: usize,
     k1: usize,
@@ -189,20 +325,16 @@ struct Operands<'a, W> {
 /// and add the threads' partial sums (short rows of `b` split by columns would
 /// be read in runs too short for full bandwidth).
 fn few_rows<W: Element>(m: usize, n: usize, k: usize, a: &[f32], b: &[W], c: &mut [f32]) {
-    let p = Operands { m, n, k, a, b, k0: 0, k1: k };
-    let threads = rayon::current_num_threads();
-    if n >= WIDE || threads <= 1 || m * n * k < 1 << 16 || k < 64 {
+    let p = Operands { m, k, a, b, ld: stride(n), k0: 0, k1: k };
+    let pieces = crate::team::size();
+    if n >= WIDE || pieces <= 1 || m * n * k < 1 << 16 || k < 64 {
         return by_columns(m, n, k, c, |j0, j1, out| columns(p, j0, j1, out));
     }
-    use rayon::prelude::*;
-    let parts: Vec<Vec<f32>> = (0..threads)
-        .into_par_iter()
-        .map(|t| {
-            let mut own = vec![0f32; m * n];
-            columns(Operands { k0: k * t / threads, k1: k * (t + 1) / threads, ..p }, 0, n, &mut own);
-            own
-        })
-        .collect();
+    let parts = crate::team::map(|t| {
+        let mut own = vec![0f32; m * n];
+        columns(Operands { k0: k * t / pieces, k1: k * (t + 1) / pieces, ..p }, 0, n, &mut own);
+        own
+    });
     for part in parts {
         for (y, v) in c.iter_mut().zip(part) {
             *y += v;
@@ -217,28 +349,25 @@ const WIDE: usize = 8192;
 /// one per thread, `out` holding the range's columns of every row packed
 /// `[m, j1 - j0]`: threads write apart, with no partial sums to merge.
 fn by_columns(m: usize, n: usize, k: usize, c: &mut [f32], part: impl Fn(usize, usize, &mut [f32]) + Sync) {
-    let threads = rayon::current_num_threads();
-    if threads <= 1 || m * n * k < 1 << 16 || n < 128 {
+    let pieces = crate::team::size();
+    if pieces <= 1 || m * n * k < 1 << 16 || n < 128 {
         part(0, n, c);
         return;
     }
-    use rayon::prelude::*;
-    let parts = threads.min(n / 64);
-    let cut = |t: usize| if t == parts { n } else { (n * t / parts) & !15 };
-    let bounds: Vec<(usize, usize)> = (0..parts).map(|t| (cut(t), cut(t + 1))).collect();
-    let results: Vec<Vec<f32>> = bounds
-        .par_iter()
-        .map(|&(j0, j1)| {
-            let w = j1 - j0;
-            let mut own = vec![0f32; m * w];
-            for r in 0..m {
-                own[r * w..(r + 1) * w].copy_from_slice(&c[r * n + j0..r * n + j1]);
-            }
-            part(j0, j1, &mut own);
-            own
-        })
-        .collect();
-    for (&(j0, j1), own) in bounds.iter().zip(results) {
+    let cut = |t: usize| if t == pieces { n } else { (n * t / pieces) & !15 };
+    let c_in: &[f32] = c;
+    let results = crate::team::map(|t| {
+        let (j0, j1) = (cut(t), cut(t + 1));
+        let w = j1 - j0;
+        let mut own = vec![0f32; m * w];
+        for r in 0..m {
+            own[r * w..(r + 1) * w].copy_from_slice(&c_in[r * n + j0..r * n + j1]);
+        }
+        part(j0, j1, &mut own);
+        own
+    });
+    for (t, own) in results.into_iter().enumerate() {
+        let (j0, j1) = (cut(t), cut(t + 1));
         let w = j1 - j0;
         for r in 0..m {
             c[r * n + j0..r * n + j1].copy_from_slice(&own[r * w..(r + 1) * w]);
@@ -261,7 +390,114 @@ fn columns<W: Element>(p: Operands<W>, j0: usize, j1: usize, out: &mut [f32]) {
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 unsafe fn columns_avx2<W: Element>(p: Operands<W>, j0: usize, j1: usize, out: &mut [f32]) {
-    streamed::<W, true>(p, j0, j1, out)
+    avx2::streamed(p, j0, j1, out)
+}
+
+/// The few-row product with its sums in registers: each block of 16 columns of
+/// four rows of `c` stays in eight vector registers while 16 rows of `b` are
+/// added into it, so a weight read feeds four multiply-adds and `c` is loaded
+/// and stored once per 16 rows instead of once per four.
+#[cfg(target_arch = "x86_64")]
+mod avx2 {
+    use super::{stream_block, Element, Operands, TILE};
+    use std::arch::x86_64::*;
+
+    /// Rows of `b` added into a block of `c` between its loads and stores (16
+    /// rows of a 256-column tile: 16 KiB of f32 weights, in the first-level
+    /// cache while every row of `c` passes over them).
+    const CHUNK: usize = 16;
+
+    /// `out[r, 0..16] += sum over kk < chunk of a[r, kk] * w[kk, 0..16]` for
+    /// `R` rows, the sums in registers.
+    ///
+    /// # Safety
+    /// `a` holds `R` rows of `chunk` at stride `lda`, `w` `chunk` rows of 16 at
+    /// stride `ldw`, `out` `R` rows of 16 at stride `ldo`; AVX2 and FMA are
+    /// present.
+    #[inline(always)]
+    unsafe fn block<W: Element, const R: usize>(
+        a: *const f32,
+        lda: usize,
+        w: *const W,
+        ldw: usize,
+        chunk: usize,
+        out: *mut f32,
+        ldo: usize,
+    ) {
+        let mut acc = [[_mm256_setzero_ps(); 2]; R];
+        for (r, sums) in acc.iter_mut().enumerate() {
+            *sums = [_mm256_loadu_ps(out.add(r * ldo)), _mm256_loadu_ps(out.add(r * ldo + 8))];
+        }
+        for kk in 0..chunk {
+            // Four blocks ahead in this row of `b`: its rows are far apart,
+            // and without this each load of a row waits for memory.
+            _mm_prefetch::<_MM_HINT_T0>(w.wrapping_add(kk * ldw + 64) as *const i8);
+            let (w0, w1) = (W::load8(w.add(kk * ldw)), W::load8(w.add(kk * ldw + 8)));
+            for (r, sums) in acc.iter_mut().enumerate() {
+                let x = _mm256_broadcast_ss(&*a.add(r * lda + kk));
+                sums[0] = _mm256_fmadd_ps(x, w0, sums[0]);
+                sums[1] = _mm256_fmadd_ps(x, w1, sums[1]);
+            }
+        }
+        for (r, sums) in acc.iter().enumerate() {
+            _mm256_storeu_ps(out.add(r * ldo), sums[0]);
+            _mm256_storeu_ps(out.add(r * ldo + 8), sums[1]);
+        }
+    }
+
+    /// `b` streamed `CHUNK` rows at a time into a block of `c`, as the portable
+    /// `streamed` does, with the sums of each 16 columns of four rows held in
+    /// registers.
+    ///
+    /// # Safety
+    /// AVX2 and FMA are present.
+    #[inline(always)]
+    pub unsafe fn streamed<W: Element>(p: Operands<W>, j0: usize, j1: usize, out: &mut [f32]) {
+        let Operands { m, k, a, b, ld, k0, k1, .. } = p;
+        let (width, size) = (j1 - j0, stream_block(m));
+        let (pa, pb, po) = (a.as_ptr(), b.as_ptr(), out.as_mut_ptr());
+        let mut lo = j0;
+        while lo < j1 {
+            let hi = (lo + size).min(j1);
+            let mut kk = k0;
+            while kk < k1 {
+                let chunk = CHUNK.min(k1 - kk);
+                let mut t0 = lo;
+                while t0 < hi {
+                    let t1 = (t0 + TILE).min(hi);
+                    let whole = t0 + (t1 - t0) / 16 * 16;
+                    let mut j = t0;
+                    while j < whole {
+                        let w = pb.add(kk * ld + j);
+                        let mut r = 0;
+                        while r < m {
+                            let (x, y) = (pa.add(r * k + kk), po.add(r * width + j - j0));
+                            match m - r {
+                                1 => block::<W, 1>(x, k, w, ld, chunk, y, width),
+                                2 => block::<W, 2>(x, k, w, ld, chunk, y, width),
+                                3 => block::<W, 3>(x, k, w, ld, chunk, y, width),
+                                _ => block::<W, 4>(x, k, w, ld, chunk, y, width),
+                            }
+                            r += 4;
+                        }
+                        j += 16;
+                    }
+                    // The last columns of a tile that are not a whole block.
+                    for j in whole..t1 {
+                        for r in 0..m {
+                            let y = &mut out[r * width + j - j0];
+                            for t in kk..kk + chunk {
+                                *y = a[r * k + t].mul_add(b[t * ld + j].widen(), *y);
+                            }
+                        }
+                    }
+                    t0 = t1;
+                }
+                kk += chunk;
+            }
+            lo = hi;
+        }
+    }
 }
 
 #[inline(always)]
@@ -287,13 +523,13 @@ const TILE: usize = 256;
 /// `b` streamed row by row, four rows at a time, into a block of `c`.
 #[inline(always)]
 fn streamed<W: Element, const FMA: bool>(p: Operands<W>, j0: usize, j1: usize, out: &mut [f32]) {
-    let Operands { m, n, k, a, b, k0, k1 } = p;
+    let Operands { m, k, a, b, ld, k0, k1, .. } = p;
     let (width, size) = (j1 - j0, stream_block(m));
     let mut lo = j0;
     while lo < j1 {
         let hi = (lo + size).min(j1);
         let span = hi - lo;
-        let row = |kk: usize| &b[kk * n + lo..kk * n + hi];
+        let row = |kk: usize| &b[kk * ld + lo..kk * ld + hi];
         let mut kk = k0;
         while kk + 4 <= k1 {
             let mut t0 = 0;
@@ -350,6 +586,10 @@ mod tests {
             (1, 5, 3, false),
             (3, 300, 40, false),
             (8, 2100, 70, true),
+            (5, 100, 33, false),
+            (6, 48, 1536, true),
+            (7, 1040, 17, false),
+            (2, 131, 24, true),
             (SMALL_M + 1, 130, 33, true),
         ];
         for (m, n, k, with_bias) in shapes {
@@ -361,11 +601,12 @@ mod tests {
                     bt[kk * n + j] = b[j * k + kk];
                 }
             }
-            let half: Vec<bf16> = bt.iter().map(|&x| bf16::from_f32(x)).collect();
-            let rounded: Vec<f32> = half.iter().map(|x| x.to_f32()).collect();
+            let rounded: Vec<f32> = bt.iter().map(|&x| bf16::from_f32(x).to_f32()).collect();
+            let (held, half) = (Held::new(&b, n, k, |x| x), Held::new(&b, n, k, bf16::from_f32));
+            assert_eq!(held.rows(), b, "a held weight gives back its rows");
             let cases: [(&str, Rhs, &[f32]); 3] = [
                 ("f32", Rhs::F32(&b), &bt),
-                ("f32 held [k, n]", Rhs::F32T(&bt), &bt),
+                ("f32 held [k, n]", Rhs::F32T(&held), &bt),
                 ("bf16", Rhs::Bf16T(&half), &rounded),
             ];
             for (what, rhs, read) in cases {

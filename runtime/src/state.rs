@@ -9,11 +9,22 @@ use seqc_compiler::ir::kernel::{KernelModule, Role};
 use seqc_compiler::syntax::ast::DType;
 use std::path::Path;
 
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug)]
 pub struct State {
     pub(crate) batch: usize,
     pub(crate) position: usize,
     tensors: Vec<(String, Vec<f32>)>,
+    /// The storage of the state before the last step, reused for the next
+    /// (a step writes the new state here, then the two swap).
+    spare: Vec<Vec<f32>>,
+}
+
+/// Two states are equal when they hold the same sequences at the same point
+/// (whatever their spare storage holds).
+impl PartialEq for State {
+    fn eq(&self, other: &State) -> bool {
+        (self.batch, self.position, &self.tensors) == (other.batch, other.position, &other.tensors)
+    }
 }
 
 impl State {
@@ -35,19 +46,28 @@ impl State {
                 _ => None,
             })
             .collect();
-        State { batch, position: 0, tensors }
+        State { batch, position: 0, tensors, spare: Vec::new() }
     }
 
     pub(crate) fn get(&self, name: &str) -> Option<&[f32]> {
         self.tensors.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_slice())
     }
 
-    pub(crate) fn advance(&mut self, m: &KernelModule, next: Vec<Vec<f32>>) {
-        for ((name, _), data) in m.next_states.iter().zip(next) {
+    /// Storage for the next state's `count` tensors, to be given back to
+    /// [`State::advance`] holding it.
+    pub(crate) fn take_spare(&mut self, count: usize) -> Vec<Vec<f32>> {
+        let mut spare = std::mem::take(&mut self.spare);
+        spare.resize_with(count, Vec::new);
+        spare
+    }
+
+    pub(crate) fn advance(&mut self, m: &KernelModule, mut next: Vec<Vec<f32>>) {
+        for ((name, _), data) in m.next_states.iter().zip(next.iter_mut()) {
             if let Some(slot) = self.tensors.iter_mut().find(|(n, _)| n == name) {
-                slot.1 = data;
+                std::mem::swap(&mut slot.1, data);
             }
         }
+        self.spare = next;
         self.position += 1;
     }
 
@@ -110,6 +130,6 @@ impl State {
         if stored.len() != like.tensors.len() + 2 {
             return Err(Error::Input("the state file holds tensors this model's state does not have".into()));
         }
-        Ok(State { batch, position, tensors })
+        Ok(State { batch, position, tensors, spare: Vec::new() })
     }
 }
