@@ -54,8 +54,14 @@ impl Program {
     }
 
     /// Weights read only as the right-hand side of products: the runtime may
-    /// hold them transposed.
+    /// hold them transposed (and need not keep them as stored).
     pub fn gemm_only_weights(&self) -> Vec<(String, usize, usize)> {
+        self.product_weights().into_iter().filter(|w| !w.3).map(|(name, n, k, _)| (name, n, k)).collect()
+    }
+
+    /// Weights read as the right-hand side of products, `[n, k]`, and whether
+    /// kernels read them too (a tied embedding).
+    pub fn product_weights(&self) -> Vec<(String, usize, usize, bool)> {
         let m = &self.module;
         let mut in_kernels = std::collections::HashSet::new();
         let mut in_gemm: Vec<(usize, &seqc_compiler::ir::kernel::Expr, &seqc_compiler::ir::kernel::Expr)> = Vec::new();
@@ -72,12 +78,14 @@ impl Program {
                 Launch::Fill { .. } => {}
             }
         }
-        let mut out = Vec::new();
+        let mut out: Vec<(String, usize, usize, bool)> = Vec::new();
         for (b, n, k) in in_gemm {
-            if let (Role::Weight(name), false) = (&m.buffers[b].role, in_kernels.contains(&b)) {
+            if let Role::Weight(name) = &m.buffers[b].role {
                 let (n, k) = (int(n, &[]) as usize, int(k, &[]) as usize);
-                if !out.iter().any(|(x, _, _)| x == name) {
-                    out.push((name.clone(), n, k));
+                let shared = in_kernels.contains(&b);
+                match out.iter_mut().find(|w| &w.0 == name) {
+                    Some(w) => w.3 |= shared,
+                    None => out.push((name.clone(), n, k, shared)),
                 }
             }
         }
@@ -137,9 +145,11 @@ impl Program {
                         if held != sizes[b] {
                             return Err(format!("`{}` has {held} elements, expected {}", buf.name, sizes[b]));
                         }
-                        // Read only by products, which take it from `source`.
-                        ptrs[b] = EMPTY.as_ptr() as *mut f32;
-                        continue;
+                        if source.get(&buf.role).is_none() {
+                            // Read only by products, which take it from `source`.
+                            ptrs[b] = EMPTY.as_ptr() as *mut f32;
+                            continue;
+                        }
                     }
                     let data = source.get(&buf.role).ok_or_else(|| format!("`{}` is not bound", buf.name))?;
                     if data.len() != sizes[b] {
@@ -201,10 +211,17 @@ impl Program {
                 Launch::Gemm { m: rows, n, k, a, b, bias, c } => {
                     let (rows, n, k) = (int(rows, &dims) as usize, int(n, &dims) as usize, int(k, &dims) as usize);
                     let rb = root(b.0 as usize);
-                    let rhs = source.product_weight(&m.buffers[rb].role).unwrap_or_else(|| {
-                        // SAFETY: a bound or temp buffer of `sizes[rb]` elements.
-                        Rhs::F32(unsafe { std::slice::from_raw_parts(ptrs[rb], sizes[rb]) })
-                    });
+                    // SAFETY: a bound or temp buffer of `sizes[rb]` elements
+                    // (or EMPTY, for a weight only products read).
+                    let as_stored = Rhs::F32(unsafe { std::slice::from_raw_parts(ptrs[rb], sizes[rb]) });
+                    let bound = !std::ptr::eq(ptrs[rb], EMPTY.as_ptr());
+                    let rhs = match source.product_weight(&m.buffers[rb].role) {
+                        // Many rows: `gemm` on the stored weight, where kernels
+                        // keep it, over widening the held one.
+                        Some(_) if rows > crate::products::SMALL_M && bound => as_stored,
+                        Some(held) => held,
+                        None => as_stored,
+                    };
                     // SAFETY: sizes come from the module; c is a temp distinct from a, b.
                     unsafe { gemm_nt(rows, n, k, p(*a), rhs, bias.map(|x| p(x) as *const f32), p(*c)) };
                 }

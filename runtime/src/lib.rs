@@ -125,9 +125,9 @@ impl Codegen {
 #[cfg(not(feature = "llvm"))]
 const NO_LLVM: &str = "this build of seqc has no LLVM code generator (build it with the `llvm` feature)";
 
-/// The precision of the weights that only dense products read (the linear
-/// layers: nearly all of a model's bytes). Every other weight stays f32, and
-/// every sum is accumulated in f32.
+/// The precision of the weights that dense products read (the linear layers
+/// and a tied output head: nearly all of a model's bytes). Every other weight
+/// stays f32, and every sum is accumulated in f32.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Precision {
     #[default]
@@ -137,7 +137,7 @@ pub enum Precision {
     Bf16,
 }
 
-/// A weight held for products only, `[in, out]`.
+/// A weight held for products, `[in, out]`.
 enum ProductWeight {
     F32(products::Held<f32>),
     Bf16(products::Held<half::bf16>),
@@ -276,7 +276,9 @@ impl Model {
                     ProductWeight::F32(t) => t.rows(),
                     ProductWeight::Bf16(t) => t.rows(),
                 };
-                weights.insert(name, rows);
+                // A weight kernels read too is kept as stored (rounded, if
+                // it was held in bf16).
+                weights.entry(name).or_insert(rows);
             }
             model = model.with_weights(weights);
         }
@@ -284,7 +286,8 @@ impl Model {
     }
 
     /// How a loaded weight is held: `None` if no weight of that name is loaded.
-    /// Only weights read by nothing but products take the model's precision.
+    /// Weights that products read take the model's precision; one that kernels
+    /// read too (a tied embedding) is then rounded for them as well.
     pub fn weight_precision(&self, name: &str) -> Option<Precision> {
         match self.products.get(name) {
             Some(ProductWeight::Bf16(_)) => Some(Precision::Bf16),
@@ -354,13 +357,29 @@ impl Model {
         // compiles step mode; the step graph reads weights through the same
         // ops, and `step_program` checks that it agrees.
         self.products.clear();
-        for (name, n, k) in self.parallel.gemm_only_weights() {
-            if let Some(w) = weights.remove(&name) {
-                let held = match self.precision {
-                    Precision::F32 => ProductWeight::F32(products::Held::new(&w, n, k, |x| x)),
-                    Precision::Bf16 => ProductWeight::Bf16(products::Held::new(&w, n, k, half::bf16::from_f32)),
-                };
-                self.products.insert(name, held);
+        for (name, n, k, shared) in self.parallel.product_weights() {
+            match (shared, self.precision) {
+                // Kernels read it as stored (f32), products as rows (`dot`).
+                (true, Precision::F32) => {}
+                // Rounded where kernels read it, so that every use sees the
+                // same values, and held in bf16 for the products (a tied
+                // embedding: the bytes a decode step reads for its logits).
+                (true, Precision::Bf16) => {
+                    if let Some(w) = weights.get_mut(&name) {
+                        w.iter_mut().for_each(|x| *x = half::bf16::from_f32(*x).to_f32());
+                        let held = products::Held::new(w, n, k, half::bf16::from_f32);
+                        self.products.insert(name, ProductWeight::Bf16(held));
+                    }
+                }
+                (false, precision) => {
+                    if let Some(w) = weights.remove(&name) {
+                        let held = match precision {
+                            Precision::F32 => ProductWeight::F32(products::Held::new(&w, n, k, |x| x)),
+                            Precision::Bf16 => ProductWeight::Bf16(products::Held::new(&w, n, k, half::bf16::from_f32)),
+                        };
+                        self.products.insert(name, held);
+                    }
+                }
             }
         }
         self.weights = weights;
@@ -492,7 +511,8 @@ impl Model {
         // Weights held for products must be read only by products here too.
         let products = program.gemm_only_weights();
         let used = |name: &str| program.module.buffers.iter().any(|b| b.role == Role::Weight(name.to_string()));
-        if let Some(w) = self.products.keys().find(|w| used(w) && !products.iter().any(|(p, _, _)| p == *w)) {
+        let product_only = self.products.keys().filter(|w| !self.weights.contains_key(*w));
+        if let Some(w) = product_only.into_iter().find(|w| used(w) && !products.iter().any(|(p, _, _)| p == *w)) {
             return Err(Error::Compiler(format!("step mode reads weight `{w}` outside a product; its layout differs")));
         }
         Ok(program)
