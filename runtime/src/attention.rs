@@ -31,6 +31,7 @@ pub fn attention(s: &Sizes, q: &[f32], k: &[f32], v: &[f32], out: &mut [f32]) {
     if tasks <= 1 {
         (0..tasks).for_each(run);
     } else {
+        crate::team::rest();
         (0..tasks).into_par_iter().for_each(run);
     }
 }

@@ -391,6 +391,7 @@ fn launch_grid(f: seqc_cranelift::KernelFn, bufs: &Pointers, dims: &[i64], n: i6
         crate::team::run(&|i| call(n * i as i64 / members, n * (i as i64 + 1) / members));
         return;
     }
+    crate::team::rest();
     use rayon::prelude::*;
     (0..pieces).into_par_iter().for_each(|i| call(n * i / pieces, n * (i + 1) / pieces));
 }

@@ -38,6 +38,7 @@ pub fn causal_conv(batch: usize, len: usize, channels: usize, taps: usize, x: &[
     // Each task owns whole channels of one sequence: disjoint columns of `y`.
     let blocks = d.div_ceil(CHANNEL_BLOCK);
     let out = SharedOut(y.as_mut_ptr());
+    crate::team::rest();
     (0..batch * blocks).into_par_iter().for_each_init(
         || {
             let signal = forward.make_input_vec();

@@ -120,7 +120,12 @@ pub unsafe fn gemm_nt(m: usize, n: usize, k: usize, a: *const f32, b: Rhs, bias:
 /// `held_stride` held `[k, n]` with rows that far apart.
 fn call_gemm(m: usize, n: usize, k: usize, a: &[f32], b: &[f32], held_stride: Option<usize>, c: &mut [f32]) {
     let threads = rayon::current_num_threads();
-    let par = if m * n * k < 64 * 64 * 64 { gemm::Parallelism::None } else { gemm::Parallelism::Rayon(threads) };
+    let par = if m * n * k < 64 * 64 * 64 {
+        gemm::Parallelism::None
+    } else {
+        crate::team::rest();
+        gemm::Parallelism::Rayon(threads)
+    };
     // rhs[kk, j] = b[j, kk]: column stride k, row stride 1; or held[kk, j].
     let (rhs_cs, rhs_rs) = match held_stride {
         Some(ld) => (1, ld as isize),

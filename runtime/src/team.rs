@@ -33,6 +33,8 @@ struct Team {
     /// Helpers still running their piece of the current launch.
     remaining: AtomicUsize,
     panicked: AtomicBool,
+    /// Set by [`rest`]: helpers sleep at once instead of spinning.
+    resting: AtomicBool,
     helpers: Vec<Helper>,
     dispatch: Mutex<()>,
 }
@@ -67,6 +69,7 @@ pub fn run(work: &(dyn Fn(usize) + Sync)) {
     // SAFETY: no helper reads `job` now: `remaining` is 0 and the lock is held.
     unsafe { *team.job.get() = Some(job) };
     team.remaining.store(team.helpers.len(), SeqCst);
+    team.resting.store(false, SeqCst);
     team.epoch.fetch_add(1, SeqCst);
     for h in &team.helpers {
         // A helper sets `asleep` before its last look at the epoch: either it
@@ -85,6 +88,15 @@ pub fn run(work: &(dyn Fn(usize) + Sync)) {
     }
     if team.panicked.swap(false, SeqCst) {
         panic!("a piece of a parallel launch panicked on a helper thread");
+    }
+}
+
+/// Puts the helpers to sleep now rather than after their spin: the caller is
+/// about to hand a long launch to rayon (or `gemm`), whose threads need the
+/// cores the helpers would spin on. The next [`run`] wakes them.
+pub fn rest() {
+    if let Some(Some(team)) = TEAM_READY.get() {
+        team.resting.store(true, Relaxed);
     }
 }
 
@@ -124,6 +136,7 @@ fn team() -> Option<&'static Team> {
             job: UnsafeCell::new(None),
             remaining: AtomicUsize::new(0),
             panicked: AtomicBool::new(false),
+            resting: AtomicBool::new(false),
             helpers,
             dispatch: Mutex::new(()),
         }));
@@ -150,7 +163,8 @@ fn help(team: &Team, piece: usize) {
         while team.epoch.load(Acquire) == seen {
             std::hint::spin_loop();
             spins = spins.wrapping_add(1);
-            if spins.is_multiple_of(256) && idle_since.elapsed() > SPIN {
+            let resting = team.resting.load(Relaxed);
+            if resting || (spins.is_multiple_of(256) && idle_since.elapsed() > SPIN) {
                 me.asleep.store(true, SeqCst);
                 if team.epoch.load(SeqCst) == seen {
                     std::thread::park();
