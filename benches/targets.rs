@@ -8,7 +8,8 @@
 //! Every kernel-bound row runs once per CPU code generator (Cranelift, then
 //! LLVM). The llama.cpp and candle figures are the issue's, measured on another
 //! machine (2 cores with AVX-512, 44 GB/s); `cargo bench --bench vs_candle`
-//! runs candle itself. Rows are informative: nothing here asserts a time.
+//! runs candle itself, and `scripts/vs-llama-cpp.sh` llama.cpp, on the same
+//! weights. Rows are informative: nothing here asserts a time.
 
 use serde_json::Value;
 use std::process::Command;
@@ -164,7 +165,7 @@ fn rows(codegen: seqc_runtime::Codegen, bounds: &Bounds) {
         format!("{tps:.0}"),
         ">= 14,670 (3x llama.cpp)".into(),
         format!(
-            "{:.2}x llama.cpp's 4,890; products alone bound this machine at {:.0}",
+            "{:.2}x llama.cpp's 4,890 (the issue's machine; scripts/vs-llama-cpp.sh runs it here); products alone bound this machine at {:.0}",
             tps / 4890.0,
             flops / per_token
         ),
@@ -196,7 +197,7 @@ fn rows(codegen: seqc_runtime::Codegen, bounds: &Bounds) {
         "mamba 130M prefill L=512 (tok/s)",
         format!("{tps:.0}"),
         ">= 1,311 (3x llama.cpp)".into(),
-        format!("{:.2}x llama.cpp's 437", tps / 437.0),
+        format!("{:.2}x llama.cpp's 437 (the issue's machine)", tps / 437.0),
     );
 
     // Decode, the 130M shape.
