@@ -137,6 +137,9 @@ pub enum Precision {
     Bf16,
 }
 
+/// Dimension sizes by name (`B`, `L`).
+type Dims = HashMap<String, usize>;
+
 /// A weight held for products, `[in, out]`.
 enum ProductWeight {
     F32(products::Held<f32>),
@@ -387,10 +390,7 @@ impl Model {
     }
 
     /// Checks inputs against the declarations; returns `B`, `L` and the data.
-    fn bind_inputs(
-        &self,
-        inputs: &[(&str, Tensor)],
-    ) -> Result<(HashMap<String, usize>, HashMap<String, Vec<f32>>), Error> {
+    fn bind_inputs(&self, inputs: &[(&str, Tensor)]) -> Result<(Dims, HashMap<String, Vec<f32>>), Error> {
         if self.weights.is_empty() && self.products.is_empty() && !self.checked.weights.is_empty() {
             return Err(Error::Weights("no weights are loaded".into()));
         }

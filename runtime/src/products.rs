@@ -617,7 +617,7 @@ mod tests {
             for (what, rhs, read) in cases {
                 // Garbage where the output goes, as a reused temp block holds.
                 let mut got = vec![f32::NAN; m * n];
-                let bias_ptr = with_bias.then(|| bias.as_ptr());
+                let bias_ptr = with_bias.then_some(bias.as_ptr());
                 // SAFETY: sizes as declared; `got` is separate.
                 unsafe { gemm_nt(m, n, k, a.as_ptr(), rhs, bias_ptr, got.as_mut_ptr()) };
                 for r in 0..m {
