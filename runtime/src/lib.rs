@@ -154,10 +154,13 @@ pub struct Model {
     codegen: Codegen,
     parallel: Program,
     step: OnceLock<Result<Program, String>>,
+    /// Whether step mode reads the held weights as products only (checked
+    /// once per set of weights, not every step).
+    step_reads_held: OnceLock<Result<(), String>>,
     /// Weights as the checkpoint lays them out, f32.
     weights: HashMap<String, Vec<f32>>,
-    /// Weights read only by products, held as `[in, out]` (the layout both
-    /// product kernels read fastest) in `precision`.
+    /// Weights products read, held as `[in, out]` (the layout both product
+    /// kernels read fastest) in `precision`.
     products: HashMap<String, ProductWeight>,
     precision: Precision,
     /// The source and config it was compiled from, for an artifact.
@@ -260,6 +263,7 @@ impl Model {
             codegen: manifest.codegen,
             parallel,
             step,
+            step_reads_held: OnceLock::new(),
             weights: HashMap::new(),
             products: HashMap::new(),
             precision: Precision::F32,
@@ -315,6 +319,7 @@ impl Model {
             codegen,
             parallel,
             step: OnceLock::new(),
+            step_reads_held: OnceLock::new(),
             weights: HashMap::new(),
             products: HashMap::new(),
             precision: Precision::F32,
@@ -360,6 +365,7 @@ impl Model {
         // compiles step mode; the step graph reads weights through the same
         // ops, and `step_program` checks that it agrees.
         self.products.clear();
+        self.step_reads_held = OnceLock::new();
         for (name, n, k, shared) in self.parallel.product_weights() {
             match (shared, self.precision) {
                 // Kernels read it as stored (f32), products as rows (`dot`).
@@ -508,13 +514,17 @@ impl Model {
             })
             .as_ref()
             .map_err(|e| Error::Compiler(e.clone()))?;
-        // Weights held for products must be read only by products here too.
-        let products = program.gemm_only_weights();
-        let used = |name: &str| program.module.buffers.iter().any(|b| b.role == Role::Weight(name.to_string()));
-        let product_only = self.products.keys().filter(|w| !self.weights.contains_key(*w));
-        if let Some(w) = product_only.into_iter().find(|w| used(w) && !products.iter().any(|(p, _, _)| p == *w)) {
-            return Err(Error::Compiler(format!("step mode reads weight `{w}` outside a product; its layout differs")));
-        }
+        // Weights held for products alone must be read only by products here too.
+        let checked = self.step_reads_held.get_or_init(|| {
+            let products = program.gemm_only_weights();
+            let used = |name: &str| program.module.buffers.iter().any(|b| b.role == Role::Weight(name.to_string()));
+            let product_only = self.products.keys().filter(|w| !self.weights.contains_key(*w));
+            match product_only.into_iter().find(|w| used(w) && !products.iter().any(|(p, _, _)| p == *w)) {
+                Some(w) => Err(format!("step mode reads weight `{w}` outside a product; its layout differs")),
+                None => Ok(()),
+            }
+        });
+        checked.clone().map_err(Error::Compiler)?;
         Ok(program)
     }
 

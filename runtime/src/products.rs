@@ -49,7 +49,7 @@ impl<T: Copy + Default> Held<T> {
     where
         f32: From<T>,
     {
-        let ld = stride(self.n);
+        let ld = self.stride();
         let mut w = vec![0f32; self.n * self.k];
         for j in 0..self.n {
             for kk in 0..self.k {
@@ -62,6 +62,13 @@ impl<T: Copy + Default> Held<T> {
     /// The elements it was made from (`n * k`, without the padding).
     pub fn len(&self) -> usize {
         self.given
+    }
+}
+
+impl<T> Held<T> {
+    /// The distance between its rows.
+    fn stride(&self) -> usize {
+        stride(self.n)
     }
 }
 
@@ -100,18 +107,17 @@ pub unsafe fn gemm_nt(m: usize, n: usize, k: usize, a: *const f32, b: Rhs, bias:
     }
     let a = std::slice::from_raw_parts(a, m * k);
     let c = std::slice::from_raw_parts_mut(c, m * n);
-    let ld = stride(n);
     match b {
-        Rhs::F32T(w) if m <= SMALL_M => few_rows(m, n, k, a, &w.data, c),
-        Rhs::Bf16T(w) if m <= SMALL_M => few_rows(m, n, k, a, &w.data, c),
+        Rhs::F32T(w) if m <= SMALL_M => few_rows(m, n, k, a, w, c),
+        Rhs::Bf16T(w) if m <= SMALL_M => few_rows(m, n, k, a, w, c),
         Rhs::F32(w) if m <= SMALL_M => few_rows_by_dots(m, n, k, a, w, c),
         Rhs::F32(w) => call_gemm(m, n, k, a, w, None, c),
-        Rhs::F32T(w) => call_gemm(m, n, k, a, &w.data, Some(ld), c),
+        Rhs::F32T(w) => call_gemm(m, n, k, a, &w.data, Some(w.stride()), c),
         Rhs::Bf16T(w) => {
             // Many rows: widen once per call; the product then costs far more
             // than the conversion (`m` rows against one pass over `b`).
             let wide: Vec<f32> = w.data.iter().map(|x| x.to_f32()).collect();
-            call_gemm(m, n, k, a, &wide, Some(ld), c)
+            call_gemm(m, n, k, a, &wide, Some(w.stride()), c)
         }
     }
 }
@@ -329,8 +335,8 @@ struct Operands<'a, W> {
 /// products (a vocabulary's logits) split columns; the rest split `b`'s rows
 /// and add the threads' partial sums (short rows of `b` split by columns would
 /// be read in runs too short for full bandwidth).
-fn few_rows<W: Element>(m: usize, n: usize, k: usize, a: &[f32], b: &[W], c: &mut [f32]) {
-    let p = Operands { m, k, a, b, ld: stride(n), k0: 0, k1: k };
+fn few_rows<W: Element>(m: usize, n: usize, k: usize, a: &[f32], b: &Held<W>, c: &mut [f32]) {
+    let p = Operands { m, k, a, b: &b.data, ld: b.stride(), k0: 0, k1: k };
     let pieces = crate::team::size();
     if n >= WIDE || pieces <= 1 || m * n * k < 1 << 16 || k < 64 {
         return by_columns(m, n, k, c, |j0, j1, out| columns(p, j0, j1, out));
@@ -389,7 +395,7 @@ fn columns<W: Element>(p: Operands<W>, j0: usize, j1: usize, out: &mut [f32]) {
         unsafe { columns_avx2(p, j0, j1, out) };
         return;
     }
-    streamed::<W, false>(p, j0, j1, out)
+    streamed(p, j0, j1, out)
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -505,15 +511,6 @@ mod avx2 {
     }
 }
 
-#[inline(always)]
-fn madd<const FMA: bool>(acc: f32, x: f32, w: f32) -> f32 {
-    if FMA {
-        x.mul_add(w, acc)
-    } else {
-        acc + x * w
-    }
-}
-
 /// Columns of `c` one streamed block covers for `m` rows: the block of every
 /// row of `c` (up to 64 KiB) stays cached while all of `b`'s rows stream
 /// through it, in runs long enough to read at full bandwidth.
@@ -525,9 +522,9 @@ fn stream_block(m: usize) -> usize {
 /// (4 KiB of f32 weights, which stay in the first-level cache).
 const TILE: usize = 256;
 
-/// `b` streamed row by row, four rows at a time, into a block of `c`.
-#[inline(always)]
-fn streamed<W: Element, const FMA: bool>(p: Operands<W>, j0: usize, j1: usize, out: &mut [f32]) {
+/// `b` streamed row by row, four rows at a time, into a block of `c`: the
+/// portable kernel, for CPUs without AVX2 and FMA.
+fn streamed<W: Element>(p: Operands<W>, j0: usize, j1: usize, out: &mut [f32]) {
     let Operands { m, k, a, b, ld, k0, k1, .. } = p;
     let (width, size) = (j1 - j0, stream_block(m));
     let mut lo = j0;
@@ -548,10 +545,10 @@ fn streamed<W: Element, const FMA: bool>(p: Operands<W>, j0: usize, j1: usize, o
                     let y = &mut out[at + t0..at + t1];
                     for j in 0..t1 - t0 {
                         let mut v = y[j];
-                        v = madd::<FMA>(v, x[0], w0[j].widen());
-                        v = madd::<FMA>(v, x[1], w1[j].widen());
-                        v = madd::<FMA>(v, x[2], w2[j].widen());
-                        v = madd::<FMA>(v, x[3], w3[j].widen());
+                        v += x[0] * w0[j].widen();
+                        v += x[1] * w1[j].widen();
+                        v += x[2] * w2[j].widen();
+                        v += x[3] * w3[j].widen();
                         y[j] = v;
                     }
                 }
@@ -565,7 +562,7 @@ fn streamed<W: Element, const FMA: bool>(p: Operands<W>, j0: usize, j1: usize, o
                 let x = a[r * k + kk];
                 let at = r * width + lo - j0;
                 for (v, w) in out[at..at + span].iter_mut().zip(w0) {
-                    *v = madd::<FMA>(*v, x, w.widen());
+                    *v += x * w.widen();
                 }
             }
             kk += 1;
