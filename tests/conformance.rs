@@ -123,6 +123,60 @@ fn matches_the_interpreter(codegen: Codegen) {
     }
 }
 
+/// With more threads than a scan has independent slices, diagonal linear scans
+/// run in chunks along `L` (three launches: chunk ends, carries, chunks); the
+/// compiled code of both code generators still matches the interpreter, for
+/// lengths no chunk size divides.
+#[test]
+fn chunked_scans_match_the_interpreter() {
+    // Four workers per slice or more: Mamba's small config has 32 slices.
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(128).build().unwrap();
+    let mut codegens = vec![Codegen::Cranelift];
+    if cfg!(feature = "llvm") {
+        codegens.push(Codegen::Llvm);
+    }
+    for (name, m) in models() {
+        let weights = init_weights(&m, 7);
+        let mut graph = m.graph.clone();
+        seqc_compiler::passes::run_until(&mut graph, None).unwrap();
+        for &codegen in &codegens {
+            let model =
+                Model::from_checked_with(m.clone(), codegen).unwrap_or_else(|e| panic!("{name}: {e}")).init_weights(7);
+            if !model.kernels().kernels.iter().any(|k| k.name.ends_with(": chunk ends")) {
+                continue;
+            }
+            for len in [37, 50] {
+                let dims = HashMap::from([("B".to_string(), 1), ("L".to_string(), len)]);
+                let inputs = random_inputs(&m, &dims, 8);
+                let want = interp::run(&graph, &Bindings { dims: &dims, inputs: &inputs, weights: &weights }).unwrap();
+                pool.install(|| assert_both_modes_match(&format!("{name} in chunks"), &model, &inputs, &want, 0));
+            }
+        }
+    }
+}
+
+/// One compiled model serves several threads at once (`Model` is `Send` and
+/// `Sync`): forwards run together from four threads give exactly the outputs
+/// of a run alone (each run has its own temp memory).
+#[test]
+fn one_model_serves_several_threads() {
+    let m = models().into_iter().find(|(n, _)| n == "hybrid.seq").map(|(_, m)| m).unwrap();
+    let model = Model::from_checked(m.clone()).unwrap().init_weights(3);
+    let dims = HashMap::from([("B".to_string(), 2), ("L".to_string(), 9)]);
+    let inputs = random_inputs(&m, &dims, 4);
+    let ins: Vec<(&str, Tensor)> = inputs.iter().map(|(k, v)| (k.as_str(), f32s(v))).collect();
+    let alone = model.forward(&ins).unwrap();
+    std::thread::scope(|s| {
+        let runs: Vec<_> =
+            (0..4).map(|_| s.spawn(|| (0..5).map(|_| model.forward(&ins).unwrap()).collect::<Vec<_>>())).collect();
+        for run in runs {
+            for out in run.join().unwrap() {
+                assert!(out == alone, "a concurrent run differs from a run alone");
+            }
+        }
+    });
+}
+
 /// A state saved mid-sequence and loaded again, or cloned, continues exactly as
 /// the original (prefix caching, rollback), for a model with every kind of state:
 /// scan states, convolution windows and key/value caches.

@@ -53,6 +53,41 @@ fn kernel_modules_match_the_interpreter() {
     }
 }
 
+/// Diagonal linear scans (Mamba's, Griffin's, gated linear attention's) split
+/// into chunks along `L` when the target has more workers than the scan has
+/// independent slices: with as many workers as could be wanted, every such
+/// scan runs in `ceil(L / 16)` chunks, the last one shorter, and the outputs
+/// still match the interpreter.
+#[test]
+fn chunked_scans_match_the_interpreter() {
+    let mut chunked = Vec::new();
+    for (name, m) in models() {
+        let module = schedule(&m.graph).unwrap_or_else(|e| panic!("{name}: {e}"));
+        if !module.kernels.iter().any(|k| k.name.ends_with(": chunk ends")) {
+            continue;
+        }
+        chunked.push(name.clone());
+        let weights = init_weights(&m, 7);
+        for (batch, len) in [(1, 37), (2, 16), (1, 50)] {
+            let dims = HashMap::from([("B".to_string(), batch), ("L".to_string(), len)]);
+            let inputs = random_inputs(&m, &dims, 8);
+            let want = interp::run(&m.graph, &Bindings { dims: &dims, inputs: &inputs, weights: &weights }).unwrap();
+            let mut tensors = flat(&inputs);
+            tensors.extend(flat(&weights));
+            let mut run_dims = dims.clone();
+            run_dims.insert(seqc_compiler::schedule::WORKERS.to_string(), 1 << 20);
+            let got = run_named(&module, &run_dims, &tensors).unwrap_or_else(|e| panic!("{name}: {e}"));
+            for ((n, g), (_, w)) in got.iter().zip(&want) {
+                let e = rel_error(g, &w.data);
+                assert!(e < 1e-4, "{name} B={batch} L={len} in chunks: `{n}` differs by {e:e}");
+            }
+        }
+    }
+    for expected in ["mamba.seq", "griffin.seq", "hybrid.seq", "gla.seq"] {
+        assert!(chunked.iter().any(|n| n == expected), "{expected} has no chunked scan: {chunked:?}");
+    }
+}
+
 #[test]
 fn step_kernel_modules_match_the_interpreter() {
     for (name, m) in models() {

@@ -5,7 +5,7 @@
 
 use crate::products::{gemm_nt, Rhs};
 use seqc_compiler::ir::kernel::eval::int;
-use seqc_compiler::ir::kernel::{KernelModule, Launch, Role};
+use seqc_compiler::ir::kernel::{KernelModule, Launch, Role, WORKERS};
 use seqc_cranelift::Compiled;
 use std::collections::HashMap;
 
@@ -106,7 +106,11 @@ impl Program {
         let dims: Vec<i64> = m
             .dims
             .iter()
-            .map(|d| dims.get(d.as_str()).map(|&v| v as i64).ok_or_else(|| format!("dimension `{d}` is not bound")))
+            .map(|d| match dims.get(d.as_str()) {
+                Some(&v) => Ok(v as i64),
+                None if d == WORKERS => Ok(rayon::current_num_threads() as i64),
+                None => Err(format!("dimension `{d}` is not bound")),
+            })
             .collect::<Result<_, _>>()?;
         let sizes: Vec<usize> = m.buffers.iter().map(|b| int(&b.size, &dims).max(0) as usize).collect();
         let work_per_point = self.point_work(&dims);

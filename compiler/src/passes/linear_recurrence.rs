@@ -1,7 +1,7 @@
 //! linear-recurrence: marks each scan state whose update is affine in the states
 //! as linear: `h = a * h + b`, the dense `h[i] = b[i] + sum[j] a[i, j] * h[j]`, or
-//! coupled states (a complex state as its real and imaginary parts, `hr = ar * hr
-//! - ai * hi + br * u`), with every coefficient and `b` free of states; and as
+//! coupled states (a complex state as its real and imaginary parts,
+//! `hr = ar * hr - ai * hi + br * u`), with every coefficient and `b` free of states; and as
 //! time-invariant when no coefficient depends on the scan index (S4D: it can then
 //! run as a convolution).
 //!
@@ -69,5 +69,54 @@ fn coefficient(t: &Scalar) -> Option<&Scalar> {
         Scalar::Apply(ScalarFn::Neg, x) => coefficient(&x[0]),
         Scalar::Reduce { op: ReduceOp::Sum, body, .. } => coefficient(body),
         _ => None,
+    }
+}
+
+/// For an update `h[i...] = a * h[i...] + b` that reads no state but its own
+/// element (a diagonal recurrence: Mamba's, Griffin's, gated linear
+/// attention's), the coefficient `a`, free of states; `None` for any other
+/// update. A chunked scan runs such a state's transition across a chunk as the
+/// running product of `a`.
+pub fn diagonal_coefficient(u: &ScanStmt) -> Option<Scalar> {
+    if u.cond.is_some() {
+        return None;
+    }
+    let own = |e: &Scalar| match e {
+        Scalar::State { state, indices } => {
+            *state == u.target
+                && indices.len() == u.left.len()
+                && indices.iter().zip(&u.left).all(|(x, v)| *x == Scalar::Index(*v))
+        }
+        _ => false,
+    };
+    let mut a: Option<Scalar> = None;
+    for (negative, t) in signed_terms(&u.body, false) {
+        let c = match t {
+            e if own(e) => Scalar::Const(1.0),
+            Scalar::Apply(ScalarFn::Mul, x) if own(&x[1]) && !x[0].reads_state() => x[0].clone(),
+            Scalar::Apply(ScalarFn::Mul, x) if own(&x[0]) && !x[1].reads_state() => x[1].clone(),
+            t if t.reads_state() => return None,
+            _ => continue,
+        };
+        let c = if negative { Scalar::Apply(ScalarFn::Neg, vec![c]) } else { c };
+        a = Some(match a {
+            None => c,
+            Some(s) => Scalar::Apply(ScalarFn::Add, vec![s, c]),
+        });
+    }
+    a
+}
+
+/// The terms of a top-level sum, each with whether it is subtracted.
+fn signed_terms(e: &Scalar, negative: bool) -> Vec<(bool, &Scalar)> {
+    match e {
+        Scalar::Apply(ScalarFn::Add, a) => {
+            signed_terms(&a[0], negative).into_iter().chain(signed_terms(&a[1], negative)).collect()
+        }
+        Scalar::Apply(ScalarFn::Sub, a) => {
+            signed_terms(&a[0], negative).into_iter().chain(signed_terms(&a[1], !negative)).collect()
+        }
+        Scalar::Apply(ScalarFn::Neg, a) => signed_terms(&a[0], !negative),
+        other => vec![(negative, other)],
     }
 }

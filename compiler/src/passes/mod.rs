@@ -12,7 +12,7 @@ mod dce;
 mod elementwise_fusion;
 mod inline;
 mod licm;
-mod linear_recurrence;
+pub mod linear_recurrence;
 mod scan_fusion;
 pub mod step_derivation;
 

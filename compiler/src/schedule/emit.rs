@@ -904,6 +904,7 @@ pub fn scan(
     params: Vec<Param>,
     n_operands: usize,
     layout: &ScanLayout,
+    chunks: Option<&Chunks>,
 ) -> Result<(Vec<Stmt>, Expr, u32, u32), ScheduleError> {
     let mut em = Emitter::new(dims, &scan.vars, params, None);
     let n_results = em.params.len() - n_operands - scan.states.len();
@@ -927,9 +928,42 @@ pub fn scan(
             grid = Expr::mul(grid, extent);
         }
     }
+    // A chunk's states are at `chunk * size` in their buffers (one slot each:
+    // chunked scans update in place).
+    let mut lets = p;
+    let mut chunk_base: Vec<Expr> = vec![Expr::Int(0); sizes.len()];
+    let mut first_step = Expr::Int(0);
+    let mut steps_extent = em.dim(&scan.vars[scan.axis as usize].extent)?;
+    if let Some(ch) = chunks {
+        let chunk = em.var();
+        body.push(Stmt::Let { var: chunk, value: Expr::int(IntOp::Div, Expr::Var(Var(0)), grid.clone()) });
+        em.grid_level.push(chunk);
+        lets += 1;
+        grid = Expr::mul(grid, ch.runs.clone());
+        chunk_base = sizes.iter().map(|s| Expr::mul(Expr::Var(chunk), s.clone())).collect();
+        // Computed once per grid point: the chunk's first step and its length.
+        let len = steps_extent;
+        let [per_chunk, first, steps] = [em.var(), em.var(), em.var()];
+        let rest = Expr::int(IntOp::Sub, len.clone(), Expr::Var(first));
+        body.extend([
+            Stmt::Let { var: per_chunk, value: ceil_div(len, ch.count.clone()) },
+            Stmt::Let { var: first, value: Expr::mul(Expr::Var(chunk), Expr::Var(per_chunk)) },
+            Stmt::Let {
+                var: steps,
+                value: Expr::int(IntOp::Max, Expr::Int(0), Expr::int(IntOp::Min, Expr::Var(per_chunk), rest)),
+            },
+        ]);
+        em.grid_level.extend([per_chunk, first, steps]);
+        lets += 3;
+        first_step = Expr::Var(first);
+        steps_extent = Expr::Var(steps);
+    }
 
-    // Slot 0 starts from the initial value.
+    // Slot 0 starts from the initial value (a resumed chunk from its carry).
     for (k, st) in scan.states.iter().enumerate() {
+        if chunks.is_some_and(|c| c.resume) {
+            break;
+        }
         let mut loops: Vec<(Var, Expr)> = Vec::new();
         let mut offset = Expr::Int(0);
         for (a, d) in st.shape.iter().enumerate() {
@@ -952,7 +986,8 @@ pub fn scan(
                 Expr::Load { param, index: Box::new(offset.clone()) }
             }
         };
-        let mut code = vec![Stmt::Store { param: state_param(k), index: offset, value }];
+        let index = Expr::add(chunk_base[k].clone(), offset);
+        let mut code = vec![Stmt::Store { param: state_param(k), index, value }];
         for (var, extent) in loops.into_iter().rev() {
             code = vec![Stmt::For { var, extent, kind: LoopKind::Serial, body: code }];
         }
@@ -966,13 +1001,14 @@ pub fn scan(
         let two = |e: Expr| Expr::int(IntOp::Rem, e, Expr::Int(2));
         (two(Expr::Var(step_var)), two(Expr::add(Expr::Var(step_var), Expr::Int(1))))
     };
-    em.bind(scan.axis, Expr::Var(step_var));
+    em.bind(scan.axis, Expr::add(first_step, Expr::Var(step_var)));
     let mut steps = Vec::new();
     let reads = |em: &mut Emitter, slot: &Expr| {
         // Reductions read before are of the other slot.
         em.cache.clear();
-        em.states =
-            (0..scan.states.len()).map(|k| (state_param(k), Expr::mul(slot.clone(), sizes[k].clone()))).collect();
+        em.states = (0..scan.states.len())
+            .map(|k| (state_param(k), Expr::add(chunk_base[k].clone(), Expr::mul(slot.clone(), sizes[k].clone()))))
+            .collect();
     };
     for (k, st) in scan.states.iter().enumerate() {
         if !scan.updates.iter().any(|u| u.target as usize == k) {
@@ -996,7 +1032,8 @@ pub fn scan(
         let left = st.left.clone();
         let (param, shape, base) = if kind == 0 {
             let k = st.target as usize;
-            (state_param(k), scan.states[k].shape.clone(), Expr::mul(next.clone(), sizes[k].clone()))
+            let base = Expr::add(chunk_base[k].clone(), Expr::mul(next.clone(), sizes[k].clone()));
+            (state_param(k), scan.states[k].shape.clone(), base)
         } else {
             let r = (n_operands + st.target as usize) as u32;
             (r, em.params[r as usize].shape.clone(), Expr::Int(0))
@@ -1022,8 +1059,92 @@ pub fn scan(
             em.unbind(*v);
         }
     }
-    let extent = em.dim(&scan.vars[scan.axis as usize].extent)?;
-    body.push(Stmt::For { var: step_var, extent, kind: LoopKind::Serial, body: steps });
-    em.finish(&mut body, p);
+    body.push(Stmt::For { var: step_var, extent: steps_extent, kind: LoopKind::Serial, body: steps });
+    em.finish(&mut body, lets);
+    Ok((body, grid, em.next_var, em.next_reg))
+}
+
+/// A scan split along its axis: `count` chunks of `ceil(L / count)` steps, a
+/// grid point per chunk and slice, the kernel covering chunks `0..runs`.
+/// Chunked scans update their states in place; a state buffer holds one copy
+/// per chunk.
+pub struct Chunks {
+    pub count: Expr,
+    pub runs: Expr,
+    /// Each chunk starts from what its copy of the states holds (its carry)
+    /// instead of the scan's initial values.
+    pub resume: bool,
+}
+
+fn ceil_div(a: Expr, b: Expr) -> Expr {
+    Expr::int(IntOp::Div, Expr::int(IntOp::Sub, Expr::add(a, b.clone()), Expr::Int(1)), b)
+}
+
+/// The carries of a chunked diagonal scan: for each slice (grid point) and each
+/// state element, a serial pass over the chunks turns the chunk ends (each
+/// chunk's end state from zero, and its transition, the product of the
+/// coefficients) into each chunk's starting state,
+/// `carry[c + 1] = transition[c] * carry[c] + end[c]`, `carry[0]` the initial
+/// value, written over the ends. Parameters: the operands, then each state's
+/// buffer, then each state's transitions.
+pub fn scan_carries(
+    dims: &[String],
+    scan: &ScanOp,
+    params: Vec<Param>,
+    n_operands: usize,
+    layout: &ScanLayout,
+    count: &Expr,
+) -> Result<(Vec<Stmt>, Expr, u32, u32), ScheduleError> {
+    let mut em = Emitter::new(dims, &scan.vars, params, None);
+    let p = layout.independent;
+    let n = scan.states.len();
+    let Some(first) = scan.states.first() else { return Err(err("a scan without states")) };
+    let grid = em.product(&first.shape[..p])?;
+    let (carry, end) = (em.reg(), em.reg());
+    let chunks = em.var();
+    let mut body = vec![Stmt::Let { var: chunks, value: count.clone() }];
+    let count = Expr::Var(chunks);
+    for (k, st) in scan.states.iter().enumerate() {
+        let size = em.product(&st.shape)?;
+        let slice = em.product(&st.shape[p..])?;
+        let (element, chunk) = (em.var(), em.var());
+        let at = Expr::add(Expr::mul(Expr::Var(Var(0)), slice.clone()), Expr::Var(element));
+        let initial = match st.init {
+            StateInit::Const(v) => Expr::Float(v),
+            StateInit::Operand(o) => {
+                let param = em.operand_params[o as usize];
+                if em.params[param as usize].shape != st.shape {
+                    return Err(err(format!("scan state `{}` starts from a tensor of another shape", st.name)));
+                }
+                Expr::Load { param, index: Box::new(at.clone()) }
+            }
+        };
+        let (states, transitions) = ((n_operands + k) as u32, (n_operands + n + k) as u32);
+        let index = Expr::add(Expr::mul(Expr::Var(chunk), size.clone()), at.clone());
+        let load = |param: u32| Expr::Load { param, index: Box::new(index.clone()) };
+        let pass = vec![
+            Stmt::Set { reg: end, value: load(states) },
+            Stmt::Store { param: states, index: index.clone(), value: Expr::Reg(carry) },
+            Stmt::Set {
+                reg: carry,
+                value: Expr::call(
+                    ScalarFn::Add,
+                    vec![Expr::call(ScalarFn::Mul, vec![load(transitions), Expr::Reg(carry)]), Expr::Reg(end)],
+                ),
+            },
+        ];
+        let last = Expr::add(Expr::mul(Expr::int(IntOp::Sub, count.clone(), Expr::Int(1)), size), at);
+        let per_element = vec![
+            Stmt::Set { reg: carry, value: initial },
+            Stmt::For {
+                var: chunk,
+                extent: Expr::int(IntOp::Sub, count.clone(), Expr::Int(1)),
+                kind: LoopKind::Serial,
+                body: pass,
+            },
+            Stmt::Store { param: states, index: last, value: Expr::Reg(carry) },
+        ];
+        body.push(Stmt::For { var: element, extent: slice, kind: LoopKind::Serial, body: per_element });
+    }
     Ok((body, grid, em.next_var, em.next_reg))
 }

@@ -13,10 +13,24 @@ pub mod decompose;
 mod emit;
 
 use crate::ir::kernel::attention::{Attention as KernelAttention, KeyRange};
-use crate::ir::kernel::{BufId, Buffer, Expr, IntOp, Kernel, KernelModule, Launch, Role, Var};
-use crate::ir::{Graph, Op, ValueId};
+use crate::ir::kernel::{BufId, Buffer, CmpOp, Expr, IntOp, Kernel, KernelModule, Launch, Role, Var};
+use crate::ir::ops::{ScanOp, ScanStmt, State as ScanState, StateInit};
+use crate::ir::{Graph, Op, Scalar, ScalarFn, ValueId};
 use crate::sema::types::Dim;
 use emit::Param;
+
+/// The run-time dimension a chunked scan sizes its chunks by: how many grid
+/// points the target runs at once (CPU threads), bound by the runtime.
+pub use crate::ir::kernel::WORKERS;
+
+/// The fewest steps a scan chunk takes (so each chunk's carry pays for itself).
+pub const MIN_CHUNK: i64 = 16;
+
+/// A scan splits along its axis only when there are at least this many
+/// workers per independent slice: the chunk ends cost about two more passes of
+/// the updates (the state's and the transition's), so a split in two or three
+/// would not pay.
+pub const SPLIT_WORKERS: i64 = 4;
 
 /// A graph the scheduler cannot handle (a compiler limitation, named).
 #[derive(Debug, PartialEq, thiserror::Error)]
@@ -161,7 +175,11 @@ impl Scheduler<'_> {
                 let mut params = self.params(&values);
                 params.extend(scan.states.iter().map(|s| Param { shape: s.shape.clone() }));
                 let layout = emit::scan_layout(scan);
-                let (body, grid, vars, regs) = emit::scan(&self.m.dims, scan, params, node.operands.len(), &layout)?;
+                if let Some(coefficients) = chunkable(scan, &layout) {
+                    return self.chunked_scan(node, scan, &layout, coefficients, &origin);
+                }
+                let (body, grid, vars, regs) =
+                    emit::scan(&self.m.dims, scan, params, node.operands.len(), &layout, None)?;
                 for r in &node.results {
                     self.define(*r, Role::Temp);
                 }
@@ -177,6 +195,102 @@ impl Scheduler<'_> {
             }
             other => return Err(ScheduleError(format!("`{}` is left after decomposition", other.name()))),
         }
+        Ok(())
+    }
+
+    /// A diagonal linear scan, split along its axis into as many chunks as the
+    /// target's workers need beyond the scan's independent slices (one chunk,
+    /// the plain scan, when the slices alone keep them busy), in three launches:
+    /// each chunk's end state from zero and its transition (every chunk but the
+    /// last, in parallel); the carries (serial over chunks, parallel over
+    /// slices); every chunk again from its carry, with the outputs.
+    fn chunked_scan(
+        &mut self,
+        node: &crate::ir::Node,
+        scan: &ScanOp,
+        layout: &emit::ScanLayout,
+        coefficients: Vec<Scalar>,
+        origin: &str,
+    ) -> Result<(), ScheduleError> {
+        let workers = match self.m.dims.iter().position(|d| d == WORKERS) {
+            Some(i) => Expr::Dim(i as u32),
+            None => {
+                self.m.dims.push(WORKERS.to_string());
+                Expr::Dim(self.m.dims.len() as u32 - 1)
+            }
+        };
+        let p = layout.independent;
+        let slices = self.size(&scan.states[0].shape[..p]);
+        let len = self.dim(&scan.vars[scan.axis as usize].extent);
+        let ceil_div = |a: Expr, b: Expr| Expr::int(IntOp::Div, Expr::add(a, Expr::add(b.clone(), Expr::Int(-1))), b);
+        let per_slice = Expr::int(IntOp::Div, workers, slices);
+        let split = Expr::cmp(CmpOp::Ge, per_slice.clone(), Expr::Int(SPLIT_WORKERS));
+        let wanted = Expr::int(IntOp::Min, per_slice, ceil_div(len, Expr::Int(MIN_CHUNK)));
+        let count = Expr::int(IntOp::Max, Expr::Int(1), Expr::select(split, wanted, Expr::Int(1)));
+        let n = scan.states.len();
+        let mut states = Vec::new();
+        let mut transitions = Vec::new();
+        for st in &scan.states {
+            let size = Expr::mul(count.clone(), self.size(&st.shape));
+            states.push(self.new_buffer(format!("{origin}:{}", st.name), size.clone(), Role::Temp));
+            transitions.push(self.new_buffer(format!("{origin}:{}.transition", st.name), size, Role::Temp));
+        }
+        let operands: Vec<BufId> = node.operands.iter().map(|v| self.buf(*v)).collect();
+        let state_params = || scan.states.iter().map(|s| Param { shape: s.shape.clone() });
+
+        // The chunk ends: the scan's updates from zero, and each transition
+        // `t = a * t` from one, without outputs.
+        let mut ends = scan.clone();
+        ends.outputs.clear();
+        for st in &mut ends.states {
+            st.init = StateInit::Const(0.0);
+        }
+        for st in &scan.states {
+            ends.states.push(ScanState {
+                name: format!("{}.transition", st.name),
+                shape: st.shape.clone(),
+                init: StateInit::Const(1.0),
+            });
+        }
+        for (u, a) in scan.updates.iter().zip(coefficients) {
+            let target = u.target + n as u32;
+            let own = Scalar::State { state: target, indices: u.left.iter().map(|&v| Scalar::Index(v)).collect() };
+            ends.updates.push(ScanStmt {
+                target,
+                left: u.left.clone(),
+                body: Scalar::Apply(ScalarFn::Mul, vec![a, own]),
+                cond: None,
+            });
+        }
+        let mut ends_layout = layout.clone();
+        ends_layout.slice_vars.truncate(scan.updates.len());
+        ends_layout.slice_vars.extend(layout.slice_vars[..scan.updates.len()].to_vec());
+        let mut params = self.params(&node.operands);
+        params.extend(state_params().chain(state_params()));
+        let runs = Expr::int(IntOp::Sub, count.clone(), Expr::Int(1));
+        let chunks = emit::Chunks { count: count.clone(), runs, resume: false };
+        let (body, grid, vars, regs) =
+            emit::scan(&self.m.dims, &ends, params.clone(), node.operands.len(), &ends_layout, Some(&chunks))?;
+        let mut args: Vec<BufId> = operands.iter().chain(&states).chain(&transitions).copied().collect();
+        self.kernel(format!("scan {origin}: chunk ends"), args.len(), body, grid, vars, regs, args.clone());
+
+        let (body, grid, vars, regs) =
+            emit::scan_carries(&self.m.dims, scan, params, node.operands.len(), layout, &count)?;
+        self.kernel(format!("scan {origin}: carries"), args.len(), body, grid, vars, regs, args);
+
+        // Every chunk from its carry.
+        for r in &node.results {
+            self.define(*r, Role::Temp);
+        }
+        let mut values = node.operands.clone();
+        values.extend(&node.results);
+        let mut params = self.params(&values);
+        params.extend(state_params());
+        args = values.iter().map(|v| self.buf(*v)).chain(states).collect();
+        let chunks = emit::Chunks { count: count.clone(), runs: count, resume: true };
+        let (body, grid, vars, regs) =
+            emit::scan(&self.m.dims, scan, params, node.operands.len(), layout, Some(&chunks))?;
+        self.kernel(format!("scan {origin}"), args.len(), body, grid, vars, regs, args);
         Ok(())
     }
 
@@ -266,4 +380,16 @@ impl Scheduler<'_> {
         self.m.kernels.push(Kernel { name, params, grid_var: Var(0), body, vars, regs, scratch: None });
         self.m.launches.push(Launch::Kernel { kernel: self.m.kernels.len() - 1, grid, args });
     }
+}
+
+/// The coefficients of a scan whose every state is a diagonal linear
+/// recurrence updated in place (what a chunked scan needs), in update order.
+fn chunkable(scan: &ScanOp, layout: &emit::ScanLayout) -> Option<Vec<Scalar>> {
+    if !layout.in_place || scan.states.is_empty() || layout.slice_vars.len() < scan.updates.len() {
+        return None;
+    }
+    if scan.updates.len() != scan.states.len() {
+        return None;
+    }
+    scan.updates.iter().map(crate::passes::linear_recurrence::diagonal_coefficient).collect()
 }

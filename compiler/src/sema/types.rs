@@ -2,7 +2,7 @@
 
 use crate::syntax::ast::DType;
 use std::fmt;
-use std::rc::Rc;
+use std::sync::Arc;
 
 /// A compile-time constant.
 #[derive(Clone, Debug, PartialEq)]
@@ -47,7 +47,7 @@ impl fmt::Display for Const {
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum Dim {
     Known(i64),
-    Sym(Rc<str>),
+    Sym(Arc<str>),
 }
 
 /// The symbol of the sequence axis; causality is about positions along it.
@@ -83,7 +83,7 @@ pub fn shape_str(shape: &[Dim]) -> String {
 }
 
 /// The element count of a shape as `constant * symbols`, to compare reshapes.
-pub fn element_count(shape: &[Dim]) -> (i128, Vec<Rc<str>>) {
+pub fn element_count(shape: &[Dim]) -> (i128, Vec<Arc<str>>) {
     let mut n: i128 = 1;
     let mut syms = Vec::new();
     for d in shape {

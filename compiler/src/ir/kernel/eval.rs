@@ -212,7 +212,12 @@ pub fn run_named(
     let dims: Vec<i64> = m
         .dims
         .iter()
-        .map(|d| dims.get(d).map(|&v| v as i64).ok_or_else(|| format!("dimension `{d}` is not given")))
+        .map(|d| match dims.get(d) {
+            Some(&v) => Ok(v as i64),
+            // The evaluator runs one grid point at a time.
+            None if d == super::WORKERS => Ok(1),
+            None => Err(format!("dimension `{d}` is not given")),
+        })
         .collect::<Result<_, _>>()?;
     let mut mem = Memory { buffers: Vec::with_capacity(m.buffers.len()) };
     for b in &m.buffers {

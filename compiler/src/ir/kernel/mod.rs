@@ -23,6 +23,11 @@ pub mod vector;
 
 use crate::ir::ScalarFn;
 
+/// The run-time dimension that says how many grid points the target runs at
+/// once (CPU threads); chunked scans size their chunks by it. The runtime binds
+/// it; no `.seq` dimension can take the name.
+pub const WORKERS: &str = "@workers";
+
 /// A buffer of the module.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct BufId(pub u32);
