@@ -934,8 +934,9 @@ pub fn scan(
     let mut chunk_base: Vec<Expr> = vec![Expr::Int(0); sizes.len()];
     let mut first_step = Expr::Int(0);
     let mut steps_extent = em.dim(&scan.vars[scan.axis as usize].extent)?;
+    let mut chunk = None;
     if let Some(ch) = chunks {
-        let chunk = em.var();
+        let chunk = *chunk.insert(em.var());
         body.push(Stmt::Let { var: chunk, value: Expr::int(IntOp::Div, Expr::Var(Var(0)), grid.clone()) });
         em.grid_level.push(chunk);
         lets += 1;
@@ -959,11 +960,10 @@ pub fn scan(
         steps_extent = Expr::Var(steps);
     }
 
-    // Slot 0 starts from the initial value (a resumed chunk from its carry).
+    // Slot 0 starts from the initial value; a resumed chunk but the first from
+    // its carry, already there.
+    let mut init = Vec::new();
     for (k, st) in scan.states.iter().enumerate() {
-        if chunks.is_some_and(|c| c.resume) {
-            break;
-        }
         let mut loops: Vec<(Var, Expr)> = Vec::new();
         let mut offset = Expr::Int(0);
         for (a, d) in st.shape.iter().enumerate() {
@@ -991,7 +991,13 @@ pub fn scan(
         for (var, extent) in loops.into_iter().rev() {
             code = vec![Stmt::For { var, extent, kind: LoopKind::Serial, body: code }];
         }
-        body.extend(code);
+        init.extend(code);
+    }
+    match (chunks, chunk) {
+        (Some(c), Some(chunk)) if c.resume => {
+            body.push(Stmt::If { cond: Expr::cmp(CmpOp::Eq, Expr::Var(chunk), Expr::Int(0)), then: init })
+        }
+        _ => body.extend(init),
     }
 
     let step_var = em.var();
@@ -1086,7 +1092,8 @@ fn ceil_div(a: Expr, b: Expr) -> Expr {
 /// coefficients) into each chunk's starting state,
 /// `carry[c + 1] = transition[c] * carry[c] + end[c]`, `carry[0]` the initial
 /// value, written over the ends. Parameters: the operands, then each state's
-/// buffer, then each state's transitions.
+/// buffer, then each state's transitions. Only a split scan needs it: the
+/// first chunk starts from the initial value itself.
 pub fn scan_carries(
     dims: &[String],
     scan: &ScanOp,

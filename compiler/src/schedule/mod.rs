@@ -274,8 +274,10 @@ impl Scheduler<'_> {
         let mut args: Vec<BufId> = operands.iter().chain(&states).chain(&transitions).copied().collect();
         self.kernel(format!("scan {origin}: chunk ends"), args.len(), body, grid, vars, regs, args.clone());
 
-        let (body, grid, vars, regs) =
+        let (body, slices, vars, regs) =
             emit::scan_carries(&self.m.dims, scan, params, node.operands.len(), layout, &count)?;
+        let split = Expr::int(IntOp::Min, Expr::Int(1), Expr::int(IntOp::Sub, count.clone(), Expr::Int(1)));
+        let grid = Expr::mul(slices, split);
         self.kernel(format!("scan {origin}: carries"), args.len(), body, grid, vars, regs, args);
 
         // Every chunk from its carry.
@@ -386,6 +388,10 @@ impl Scheduler<'_> {
 /// recurrence updated in place (what a chunked scan needs), in update order.
 fn chunkable(scan: &ScanOp, layout: &emit::ScanLayout) -> Option<Vec<Scalar>> {
     if !layout.in_place || scan.states.is_empty() || layout.slice_vars.len() < scan.updates.len() {
+        return None;
+    }
+    // A step graph's scans (one position) and short fixed ones never split.
+    if matches!(scan.vars[scan.axis as usize].extent, Dim::Known(n) if n < 2 * MIN_CHUNK) {
         return None;
     }
     if scan.updates.len() != scan.states.len() {
