@@ -637,6 +637,20 @@ fn reads_only(e: &Expr, vars: &[Var]) -> bool {
 }
 
 impl Emitter<'_> {
+    /// A scan state's initial value at element `offset` of the state.
+    fn initial(&self, st: &crate::ir::ops::State, offset: Expr) -> Result<Expr, ScheduleError> {
+        Ok(match st.init {
+            StateInit::Const(v) => Expr::Float(v),
+            StateInit::Operand(o) => {
+                let param = self.operand_params[o as usize];
+                if self.params[param as usize].shape != st.shape {
+                    return Err(err(format!("scan state `{}` starts from a tensor of another shape", st.name)));
+                }
+                Expr::Load { param, index: Box::new(offset) }
+            }
+        })
+    }
+
     /// Places the grid-level divisions after the `lets` coordinate statements.
     fn finish(&mut self, body: &mut Vec<Stmt>, lets: usize) {
         let prelude = std::mem::take(&mut self.prelude).into_iter().map(|(value, var)| Stmt::Let { var, value });
@@ -976,16 +990,7 @@ pub fn scan(
             };
             offset = Expr::add(Expr::mul(offset, em.dim(d)?), at);
         }
-        let value = match st.init {
-            StateInit::Const(v) => Expr::Float(v),
-            StateInit::Operand(o) => {
-                let param = em.operand_params[o as usize];
-                if em.params[param as usize].shape != st.shape {
-                    return Err(err(format!("scan state `{}` starts from a tensor of another shape", st.name)));
-                }
-                Expr::Load { param, index: Box::new(offset.clone()) }
-            }
-        };
+        let value = em.initial(st, offset.clone())?;
         let index = Expr::add(chunk_base[k].clone(), offset);
         let mut code = vec![Stmt::Store { param: state_param(k), index, value }];
         for (var, extent) in loops.into_iter().rev() {
@@ -1116,16 +1121,7 @@ pub fn scan_carries(
         let slice = em.product(&st.shape[p..])?;
         let (element, chunk) = (em.var(), em.var());
         let at = Expr::add(Expr::mul(Expr::Var(Var(0)), slice.clone()), Expr::Var(element));
-        let initial = match st.init {
-            StateInit::Const(v) => Expr::Float(v),
-            StateInit::Operand(o) => {
-                let param = em.operand_params[o as usize];
-                if em.params[param as usize].shape != st.shape {
-                    return Err(err(format!("scan state `{}` starts from a tensor of another shape", st.name)));
-                }
-                Expr::Load { param, index: Box::new(at.clone()) }
-            }
-        };
+        let initial = em.initial(st, at.clone())?;
         let (states, transitions) = ((n_operands + k) as u32, (n_operands + n + k) as u32);
         let index = Expr::add(Expr::mul(Expr::Var(chunk), size.clone()), at.clone());
         let load = |param: u32| Expr::Load { param, index: Box::new(index.clone()) };
