@@ -515,6 +515,9 @@ fn run(cli: Cli) -> Result<(), Reported> {
                     }
                     let mut m = model_of(&file, &config, &printer)?;
                     passes::run_until(&mut m.graph, None).map_err(|e| fail(format!("internal compiler error: {e}")))?;
+                    // What the runtime compiles: weight-only values come from
+                    // the prologue, as weights `@prologue:N`.
+                    passes::prologue::split(&mut m.graph);
                     if mode == Mode::Step {
                         m.graph = passes::step_derivation::derive(&m.graph).map_err(fail)?;
                     }

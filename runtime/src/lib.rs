@@ -149,8 +149,11 @@ enum ProductWeight {
 /// A compiled model with its weights.
 pub struct Model {
     checked: CheckedModel,
-    /// The graph after all passes.
+    /// The graph after all passes, its weight-only values split off.
     graph: seqc_compiler::ir::Graph,
+    /// What the graph computes from weights alone, run when weights are set
+    /// (`passes::prologue`).
+    prologue: Option<seqc_compiler::ir::Graph>,
     codegen: Codegen,
     parallel: Program,
     step: OnceLock<Result<Program, String>>,
@@ -243,6 +246,7 @@ impl Model {
         };
         let mut graph = checked.graph.clone();
         seqc_compiler::passes::run_until(&mut graph, None).map_err(Error::Compiler)?;
+        let prologue = seqc_compiler::passes::prologue::split(&mut graph);
         let schedule = |g: &seqc_compiler::ir::Graph| seqc_compiler::schedule::schedule(g).map_err(|e| e.to_string());
         let library = artifact::open_library(dir)?;
         let parallel =
@@ -260,6 +264,7 @@ impl Model {
         Ok(Model {
             checked,
             graph,
+            prologue,
             codegen: manifest.codegen,
             parallel,
             step,
@@ -312,10 +317,12 @@ impl Model {
     pub fn from_checked_with(checked: CheckedModel, codegen: Codegen) -> Result<Model, Error> {
         let mut graph = checked.graph.clone();
         seqc_compiler::passes::run_until(&mut graph, None).map_err(Error::Compiler)?;
+        let prologue = seqc_compiler::passes::prologue::split(&mut graph);
         let parallel = compile_graph(&graph, codegen).map_err(Error::Compiler)?;
         Ok(Model {
             checked,
             graph,
+            prologue,
             codegen,
             parallel,
             step: OnceLock::new(),
@@ -366,6 +373,9 @@ impl Model {
         // ops, and `step_program` checks that it agrees.
         self.products.clear();
         self.step_reads_held = OnceLock::new();
+        if let Some(prologue) = &self.prologue {
+            weights.extend(run_prologue(prologue, &weights));
+        }
         for (name, n, k, shared) in self.parallel.product_weights() {
             match (shared, self.precision) {
                 // Kernels read it as stored (f32), products as rows (`dot`).
@@ -627,6 +637,25 @@ fn join(parts: &[Tensor]) -> Tensor {
     }
     shape[1] = l;
     Tensor::new(shape, data)
+}
+
+/// The weight-only values of a model, from its prologue graph (run by the
+/// interpreter, in f64: once per set of weights, and small). A weight it needs
+/// and does not find leaves its values out, and a run then names what is missing.
+fn run_prologue(prologue: &seqc_compiler::ir::Graph, weights: &HashMap<String, Vec<f32>>) -> Vec<(String, Vec<f32>)> {
+    let mut read = HashMap::new();
+    for node in &prologue.nodes {
+        if let Op::Weight { name } = &node.op {
+            let Some(data) = weights.get(name) else { return Vec::new() };
+            let shape = prologue.ty(node.results[0]).shape.iter().map(|d| d.known().unwrap_or(0) as usize).collect();
+            read.insert(name.clone(), interp::Tensor::new(shape, data.iter().map(|&x| x as f64).collect()));
+        }
+    }
+    let none = HashMap::new();
+    match interp::run(prologue, &interp::Bindings { dims: &none, inputs: &HashMap::new(), weights: &read }) {
+        Ok(values) => values.into_iter().map(|(name, t)| (name, t.data.iter().map(|&x| x as f32).collect())).collect(),
+        Err(_) => Vec::new(),
+    }
 }
 
 struct Bound<'a> {
