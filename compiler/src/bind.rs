@@ -5,6 +5,7 @@
 use crate::checkpoint::Stored;
 use crate::ir::interp::Tensor;
 use crate::sema::{CheckedModel, Dim};
+use crate::syntax::ast::DType;
 use std::collections::HashMap;
 
 #[derive(Debug, PartialEq, thiserror::Error)]
@@ -62,12 +63,29 @@ pub fn inputs(
     model: &CheckedModel,
     stored: Vec<(String, Stored)>,
 ) -> Result<(HashMap<String, usize>, HashMap<String, Tensor>), BindError> {
+    let described: Vec<InputOf> =
+        stored.iter().map(|(n, s)| InputOf { name: n, dtype: s.dtype, shape: &s.tensor.shape }).collect();
+    let dims = input_dims(model, &described)?;
     let mut by_name: HashMap<String, Stored> = stored.into_iter().collect();
+    let out = model.inputs.iter().filter_map(|io| Some((io.name.clone(), by_name.remove(&io.name)?.tensor))).collect();
+    Ok((dims, out))
+}
+
+/// An input as [`input_dims`] checks it: its name, element type and shape.
+pub struct InputOf<'a> {
+    pub name: &'a str,
+    pub dtype: DType,
+    pub shape: &'a [usize],
+}
+
+/// Checks inputs against the model's declarations (names, element types,
+/// shapes; not their values) and infers the symbolic dimensions.
+pub fn input_dims(model: &CheckedModel, given: &[InputOf]) -> Result<HashMap<String, usize>, BindError> {
+    let mut by_name: HashMap<&str, &InputOf> = given.iter().map(|i| (i.name, i)).collect();
     let mut dims: HashMap<String, usize> = HashMap::new();
-    let mut out = HashMap::new();
     for io in &model.inputs {
         let expected = crate::sema::types::shape_str(&io.ty.shape);
-        let Some(s) = by_name.remove(&io.name) else {
+        let Some(s) = by_name.remove(io.name.as_str()) else {
             return Err(BindError::Missing { kind: "input", name: io.name.clone(), expected });
         };
         if s.dtype.is_float() != io.ty.dtype.is_float() {
@@ -78,17 +96,17 @@ pub fn inputs(
                 found: s.dtype.name().into(),
             });
         }
-        if s.tensor.shape.len() != io.ty.shape.len() {
-            return Err(BindError::Shape { kind: "input", name: io.name.clone(), expected, found: s.tensor.shape });
+        if s.shape.len() != io.ty.shape.len() {
+            return Err(BindError::Shape { kind: "input", name: io.name.clone(), expected, found: s.shape.to_vec() });
         }
-        for (d, &n) in io.ty.shape.iter().zip(&s.tensor.shape) {
+        for (d, &n) in io.ty.shape.iter().zip(s.shape) {
             match d {
                 Dim::Known(k) if *k as usize != n => {
                     return Err(BindError::Shape {
                         kind: "input",
                         name: io.name.clone(),
                         expected,
-                        found: s.tensor.shape.clone(),
+                        found: s.shape.to_vec(),
                     })
                 }
                 Dim::Known(_) => {}
@@ -107,12 +125,11 @@ pub fn inputs(
                 },
             }
         }
-        out.insert(io.name.clone(), s.tensor);
     }
-    let mut extra: Vec<String> = by_name.into_keys().collect();
+    let mut extra: Vec<&str> = by_name.into_keys().collect();
     extra.sort();
     match extra.into_iter().next() {
-        Some(name) => Err(BindError::Extra { kind: "input", name }),
-        None => Ok((dims, out)),
+        Some(name) => Err(BindError::Extra { kind: "input", name: name.to_string() }),
+        None => Ok(dims),
     }
 }

@@ -55,10 +55,6 @@ impl Tensor {
     pub fn from_ids(shape: Vec<usize>, ids: &[u32]) -> Tensor {
         Tensor::new(shape, ids.iter().map(|&i| i as f32).collect())
     }
-
-    fn to_f64(&self) -> interp::Tensor {
-        interp::Tensor::new(self.shape.clone(), self.data.iter().map(|&x| x as f64).collect())
-    }
 }
 
 /// What can go wrong, with a message that names the tensor or the source line.
@@ -405,31 +401,29 @@ impl Model {
         self
     }
 
-    /// Checks inputs against the declarations; returns `B`, `L` and the data.
-    fn bind_inputs(&self, inputs: &[(&str, Tensor)]) -> Result<(Dims, HashMap<String, Vec<f32>>), Error> {
+    /// Checks inputs against the declarations; returns `B`, `L` and the data
+    /// (borrowed: a run reads the caller's tensors where they are).
+    fn bind_inputs<'t>(&self, inputs: &'t [(&str, Tensor)]) -> Result<(Dims, HashMap<String, &'t [f32]>), Error> {
         if self.weights.is_empty() && self.products.is_empty() && !self.checked.weights.is_empty() {
             return Err(Error::Weights("no weights are loaded".into()));
         }
-        let stored = inputs
+        let described: Vec<seqc_compiler::bind::InputOf> = inputs
             .iter()
             .map(|(n, t)| {
-                let dtype = self
-                    .checked
-                    .inputs
-                    .iter()
-                    .find(|io| io.name == *n)
-                    .map_or(seqc_compiler::syntax::ast::DType::F32, |io| io.ty.dtype);
-                (n.to_string(), seqc_compiler::checkpoint::Stored { dtype, tensor: t.to_f64() })
+                let declared = self.checked.inputs.iter().find(|io| io.name == *n);
+                let dtype = declared.map_or(seqc_compiler::syntax::ast::DType::F32, |io| io.ty.dtype);
+                seqc_compiler::bind::InputOf { name: n, dtype, shape: &t.shape }
             })
             .collect();
-        let (dims, _) = seqc_compiler::bind::inputs(&self.checked, stored).map_err(|e| Error::Input(e.to_string()))?;
-        let data: HashMap<String, Vec<f32>> = inputs.iter().map(|(n, t)| (n.to_string(), t.data.clone())).collect();
+        let dims =
+            seqc_compiler::bind::input_dims(&self.checked, &described).map_err(|e| Error::Input(e.to_string()))?;
+        let data: HashMap<String, &[f32]> = inputs.iter().map(|(n, t)| (n.to_string(), t.data.as_slice())).collect();
         self.check_ids(&data)?;
         Ok((dims, data))
     }
 
     /// Token ids index embedding tables: each must be an integer in range.
-    fn check_ids(&self, data: &HashMap<String, Vec<f32>>) -> Result<(), Error> {
+    fn check_ids(&self, data: &HashMap<String, &[f32]>) -> Result<(), Error> {
         for node in &self.graph.nodes {
             let Op::Embed = node.op else { continue };
             let Some(Op::Input { name }) =
@@ -659,7 +653,7 @@ fn run_prologue(prologue: &seqc_compiler::ir::Graph, weights: &HashMap<String, V
 }
 
 struct Bound<'a> {
-    inputs: &'a HashMap<String, Vec<f32>>,
+    inputs: &'a HashMap<String, &'a [f32]>,
     weights: &'a HashMap<String, Vec<f32>>,
     products: &'a HashMap<String, ProductWeight>,
     states: Option<&'a State>,
@@ -668,7 +662,7 @@ struct Bound<'a> {
 impl Source for Bound<'_> {
     fn get(&self, role: &Role) -> Option<&[f32]> {
         match role {
-            Role::Input(n) => self.inputs.get(n).map(|v| v.as_slice()),
+            Role::Input(n) => self.inputs.get(n).copied(),
             Role::Weight(n) => self.weights.get(n).map(|v| v.as_slice()),
             Role::State { name, .. } => self.states?.get(name),
             Role::Temp | Role::Alias(_) => None,

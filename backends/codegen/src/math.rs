@@ -112,33 +112,31 @@ pub fn max<B: Lanes>(b: &mut B, x: B::F, y: B::F) -> B::F {
 }
 
 /// `exp(x)`: `2^k * p(r)` with `k = round(x / ln 2)`, `r = x - k ln 2` (ln 2
-/// in two parts, so `r` is exact), `p` the Taylor polynomial of degree 7
-/// (error below 6e-9 on |r| <= ln2/2), `2^k` built in the exponent bits.
-/// Below -87.3 the result is 0 (it would be subnormal), above 88.7 infinity.
+/// in two parts, each taken off by a fused multiply-add, so `r` is exact), `p`
+/// the Taylor polynomial of degree 7 (error below 6e-9 on |r| <= ln2/2), `2^k`
+/// built in the exponent bits. Below -87.3 the result is 0 (it would be
+/// subnormal), above 88.7 infinity: those lanes are picked at the end, so the
+/// arithmetic before runs on the input unclamped (what it makes of them is
+/// discarded) and costs no clamping.
 pub fn exp<B: Lanes>(b: &mut B, x: B::F) -> B::F {
     const LN2_HI: f32 = 0.693_145_75;
     const LN2_LO: f32 = 1.428_606_8e-6;
     let (lo, hi) = (b.c(-87.3), b.c(88.7));
     let below = b.cmp(CmpOp::Lt, x, lo);
     let above = b.cmp(CmpOp::Gt, x, hi);
-    let xc = b.pick(below, lo, x);
-    let xc = b.pick(above, hi, xc);
     let log2e = b.c(std::f32::consts::LOG2_E);
-    let t = b.mul(xc, log2e);
     // Rounding by adding 1.5 * 2^23: the sum's low mantissa bits hold
-    // round(t) as an integer, and subtracting it again gives round(t) as a
+    // round(x / ln 2) as an integer, and subtracting it again gives it as a
     // float; no rounding or conversion instruction needed.
     let magic = b.c(12_582_912.0);
-    let j = b.add(t, magic);
+    let j = b.mul_add(x, log2e, magic);
     let k = b.sub(j, magic);
-    let (c_hi, c_lo) = (b.c(LN2_HI), b.c(LN2_LO));
-    let kh = b.mul(k, c_hi);
-    let r = b.sub(xc, kh);
-    let kl = b.mul(k, c_lo);
-    let r = b.sub(r, kl);
+    let (c_hi, c_lo) = (b.c(-LN2_HI), b.c(-LN2_LO));
+    let r = b.mul_add(k, c_hi, x);
+    let r = b.mul_add(k, c_lo, r);
     let p = poly(b, r, &[1.0 / 5040.0, 1.0 / 720.0, 1.0 / 120.0, 1.0 / 24.0, 1.0 / 6.0, 0.5, 1.0, 1.0]);
     let jb = b.bits_of(j);
-    // bits(j) - bits(1.5 * 2^23) is round(t); then the exponent bias.
+    // bits(j) - bits(1.5 * 2^23) is round(x / ln 2); then the exponent bias.
     let bias = b.ci(127 - 0x4b40_0000);
     let biased = b.iadd(jb, bias);
     let bits = b.shl(biased, 23);
