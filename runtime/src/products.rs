@@ -576,6 +576,56 @@ mod tests {
     use super::*;
     use crate::testing::noise;
 
+    /// The portable few-row kernel (what a CPU without AVX2 and FMA runs; this
+    /// machine runs the AVX2 one through `gemm_nt`), and the AVX2 one where
+    /// present, called directly on column and row ranges of a held weight:
+    /// each adds exactly its part, in f32 and in bf16.
+    #[test]
+    fn few_row_kernels_add_their_part() {
+        for (m, n, k, (j0, j1), (k0, k1)) in [
+            (1, 300, 40, (0, 300), (0, 40)),
+            (3, 1100, 19, (16, 1043), (5, 19)),
+            (5, 70, 33, (3, 70), (0, 32)),
+            (16, 40, 8, (0, 17), (1, 7)),
+        ] {
+            let (a, b) = (noise(4, m * k), noise(5, n * k));
+            let (held, half) = (Held::new(&b, n, k, |x| x), Held::new(&b, n, k, bf16::from_f32));
+            let start = noise(6, m * (j1 - j0));
+            let want = |read: &dyn Fn(usize, usize) -> f32| -> Vec<f64> {
+                let mut out: Vec<f64> = start.iter().map(|&x| x as f64).collect();
+                for r in 0..m {
+                    for j in j0..j1 {
+                        for t in k0..k1 {
+                            out[r * (j1 - j0) + j - j0] += a[r * k + t] as f64 * read(t, j) as f64;
+                        }
+                    }
+                }
+                out
+            };
+            let exact = want(&|t, j| b[j * k + t]);
+            let rounded = want(&|t, j| bf16::from_f32(b[j * k + t]).to_f32());
+            let check = |what: &str, got: &[f32], want: &[f64]| {
+                for (i, (g, w)) in got.iter().zip(want).enumerate() {
+                    assert!((*g as f64 - w).abs() < 1e-4, "{what} {m}x{n}x{k} at {i}: {g} vs {w}");
+                }
+            };
+            let p32 = Operands { m, k, a: &a, b: &held.data, ld: held.stride(), k0, k1 };
+            let p16 = Operands { m, k, a: &a, b: &half.data, ld: half.stride(), k0, k1 };
+            let mut out = start.clone();
+            streamed(p32, j0, j1, &mut out);
+            check("portable f32", &out, &exact);
+            let mut out = start.clone();
+            streamed(p16, j0, j1, &mut out);
+            check("portable bf16", &out, &rounded);
+            let mut out = start.clone();
+            columns(p32, j0, j1, &mut out);
+            check("dispatched f32", &out, &exact);
+            let mut out = start.clone();
+            columns(p16, j0, j1, &mut out);
+            check("dispatched bf16", &out, &rounded);
+        }
+    }
+
     /// Every path (`gemm` in both layouts, the streaming kernel in f32 and bf16,
     /// one thread and several, with and without a bias) against an f64 sum over
     /// the very values the product reads.
