@@ -361,7 +361,9 @@ const WIDE: usize = 8192;
 /// `[m, j1 - j0]`: threads write apart, with no partial sums to merge.
 fn by_columns(m: usize, n: usize, k: usize, c: &mut [f32], part: impl Fn(usize, usize, &mut [f32]) + Sync) {
     let pieces = crate::team::size();
-    if pieces <= 1 || m * n * k < 1 << 16 || n < 128 {
+    // Below about 128K multiply-adds (Mamba's `dt_proj` in a decode step,
+    // 1536 x 48) handing columns to the team costs more than it saves.
+    if pieces <= 1 || m * n * k < 1 << 17 || n < 128 {
         part(0, n, c);
         return;
     }
@@ -456,6 +458,44 @@ mod avx2 {
         }
     }
 
+    /// The widest row of `c` that [`narrow`] holds in registers.
+    pub const NARROW: usize = 96;
+
+    /// One row of `c`, at most [`NARROW`] columns wide (Mamba's `x_proj`: 80),
+    /// all in registers while `b`'s rows stream past in order: the blocked
+    /// kernel would read 16 rows 64 bytes at a time, which is no stream a
+    /// prefetcher follows when rows are this short.
+    ///
+    /// # Safety
+    /// AVX2 and FMA are present; `m` = 1.
+    #[inline(always)]
+    unsafe fn narrow<W: Element>(p: Operands<W>, j0: usize, j1: usize, out: &mut [f32]) {
+        let Operands { a, b, ld, k0, k1, .. } = p;
+        let width = j1 - j0;
+        let whole = width / 8;
+        let (pb, po) = (b.as_ptr(), out.as_mut_ptr());
+        let mut acc = [_mm256_setzero_ps(); NARROW / 8];
+        for (v, sum) in acc.iter_mut().enumerate().take(whole) {
+            *sum = _mm256_loadu_ps(po.add(8 * v));
+        }
+        for kk in k0..k1 {
+            let x = _mm256_broadcast_ss(&a[kk]);
+            let row = pb.add(kk * ld + j0);
+            for (v, sum) in acc.iter_mut().enumerate().take(whole) {
+                *sum = _mm256_fmadd_ps(x, W::load8(row.add(8 * v)), *sum);
+            }
+        }
+        for (v, sum) in acc.iter().enumerate().take(whole) {
+            _mm256_storeu_ps(po.add(8 * v), *sum);
+        }
+        for j in 8 * whole..width {
+            let y = &mut out[j];
+            for kk in k0..k1 {
+                *y = a[kk].mul_add(b[kk * ld + j0 + j].widen(), *y);
+            }
+        }
+    }
+
     /// `b` streamed `CHUNK` rows at a time into a block of `c`, as the portable
     /// `streamed` does, with the sums of each 16 columns of four rows held in
     /// registers.
@@ -465,6 +505,9 @@ mod avx2 {
     #[inline(always)]
     pub unsafe fn streamed<W: Element>(p: Operands<W>, j0: usize, j1: usize, out: &mut [f32]) {
         let Operands { m, k, a, b, ld, k0, k1, .. } = p;
+        if m == 1 && j1 - j0 <= NARROW {
+            return narrow(p, j0, j1, out);
+        }
         let (width, size) = (j1 - j0, stream_block(m));
         let (pa, pb, po) = (a.as_ptr(), b.as_ptr(), out.as_mut_ptr());
         let mut lo = j0;
@@ -587,6 +630,8 @@ mod tests {
             (3, 1100, 19, (16, 1043), (5, 19)),
             (5, 70, 33, (3, 70), (0, 32)),
             (16, 40, 8, (0, 17), (1, 7)),
+            (1, 80, 50, (0, 80), (3, 50)),
+            (1, 90, 20, (5, 90), (0, 20)),
         ] {
             let (a, b) = (noise(4, m * k), noise(5, n * k));
             let (held, half) = (Held::new(&b, n, k, |x| x), Held::new(&b, n, k, bf16::from_f32));
