@@ -11,7 +11,7 @@
 //! running grid points `lo..hi` of its grid loop; the runtime hands ranges of
 //! the grid to threads.
 
-use seqc_compiler::ir::kernel::KernelModule;
+use seqc_compiler::ir::kernel::{Expr, Kernel, KernelModule, Stmt, Var};
 use seqc_compiler::ir::ScalarFn;
 use std::collections::HashMap;
 use std::path::Path;
@@ -65,13 +65,27 @@ pub fn kernel_symbol(prefix: &str, i: usize) -> String {
 /// object file defines only these; a loader maps the others with this same
 /// function.
 pub fn representatives(m: &KernelModule) -> Vec<usize> {
-    let mut seen: HashMap<String, usize> = HashMap::new();
+    use std::hash::{Hash, Hasher};
+    // Everything but the name: what the code is made of.
+    #[allow(clippy::type_complexity)]
+    fn code(k: &Kernel) -> (usize, Var, &[Stmt], u32, u32, &Option<Expr>) {
+        (k.params, k.grid_var, &k.body, k.vars, k.regs, &k.scratch)
+    }
+    let mut seen: HashMap<u64, Vec<usize>> = HashMap::new();
     m.kernels
         .iter()
         .enumerate()
         .map(|(i, k)| {
-            let code = format!("{:?}", (k.params, k.grid_var, &k.body, k.vars, k.regs, &k.scratch));
-            *seen.entry(code).or_insert(i)
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            code(k).hash(&mut h);
+            let alike = seen.entry(h.finish()).or_default();
+            match alike.iter().find(|&&j| code(&m.kernels[j]) == code(k)) {
+                Some(&j) => j,
+                None => {
+                    alike.push(i);
+                    i
+                }
+            }
         })
         .collect()
 }

@@ -104,7 +104,7 @@ pub struct Var(pub u32);
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Reg(pub u32);
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum LoopKind {
     /// In order, one iteration at a time.
     Serial,
@@ -114,7 +114,7 @@ pub enum LoopKind {
     Unroll(u32),
 }
 
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Hash)]
 pub enum Stmt {
     For {
         var: Var,
@@ -150,7 +150,7 @@ pub enum Stmt {
 
 /// Integer operations (index arithmetic). `Div` and `Rem` are Euclidean
 /// (`0 <= rem < |divisor|`), which floors for positive divisors.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum IntOp {
     Add,
     Sub,
@@ -177,7 +177,7 @@ impl IntOp {
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum CmpOp {
     Lt,
     Le,
@@ -235,6 +235,29 @@ pub enum Expr {
     ToFloat(Box<Expr>),
     /// Truncates toward zero.
     ToInt(Box<Expr>),
+}
+
+/// Structural, with float constants by their bits (`0.0` and `-0.0`, which
+/// compare equal, hash alike): kernels are grouped by it before `==` decides
+/// which share code.
+impl std::hash::Hash for Expr {
+    fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
+        std::mem::discriminant(self).hash(h);
+        match self {
+            Expr::Int(v) => v.hash(h),
+            Expr::Float(v) => (if *v == 0.0 { 0 } else { v.to_bits() }).hash(h),
+            Expr::Var(v) => v.hash(h),
+            Expr::Dim(d) => d.hash(h),
+            Expr::Reg(r) => r.hash(h),
+            Expr::Load { param, index } => (param, index).hash(h),
+            Expr::Int2(op, a, b) => (op, a, b).hash(h),
+            Expr::Call(f, args) => (f, args).hash(h),
+            Expr::Cmp(op, a, b) => (op, a, b).hash(h),
+            Expr::And(a, b) | Expr::Or(a, b) => (a, b).hash(h),
+            Expr::Not(a) | Expr::ToFloat(a) | Expr::ToInt(a) => a.hash(h),
+            Expr::Select(c, a, b) => (c, a, b).hash(h),
+        }
+    }
 }
 
 impl Expr {
