@@ -266,14 +266,22 @@ unsafe fn dots_4x2(w: &[f32], x: &[f32], k: usize) -> [f32; 8] {
     }
     let mut sums = [0f32; 8];
     for (i, v) in acc.iter().enumerate() {
-        let mut lanes = [0f32; 8];
-        _mm256_storeu_ps(lanes.as_mut_ptr(), *v);
-        sums[i] = lanes.iter().sum::<f32>();
+        sums[i] = lanes_sum(*v);
         for tt in t..k {
             sums[i] += x[(i / 4) * k + tt] * w[(i % 4) * k + tt];
         }
     }
     sums
+}
+
+/// The sum of a vector's eight lanes, in registers.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+unsafe fn lanes_sum(v: std::arch::x86_64::__m256) -> f32 {
+    use std::arch::x86_64::*;
+    let half = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps::<1>(v));
+    let pairs = _mm_add_ps(half, _mm_movehl_ps(half, half));
+    _mm_cvtss_f32(_mm_add_ss(pairs, _mm_shuffle_ps::<1>(pairs, pairs)))
 }
 
 /// `x . y` in f32, eight lanes and four independent sums at a time.
@@ -304,10 +312,7 @@ unsafe fn dot_avx2(x: &[f32], y: &[f32]) -> f32 {
         acc[0] = _mm256_fmadd_ps(_mm256_loadu_ps(px.add(i)), _mm256_loadu_ps(py.add(i)), acc[0]);
         i += 8;
     }
-    let v = _mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3]));
-    let mut lanes = [0f32; 8];
-    _mm256_storeu_ps(lanes.as_mut_ptr(), v);
-    let mut sum: f32 = lanes.iter().sum();
+    let mut sum = lanes_sum(_mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3])));
     while i < n {
         sum += *px.add(i) * *py.add(i);
         i += 1;
