@@ -483,8 +483,8 @@ mod avx2 {
         for (v, sum) in acc.iter_mut().enumerate().take(whole) {
             *sum = _mm256_loadu_ps(po.add(8 * v));
         }
-        for kk in k0..k1 {
-            let x = _mm256_broadcast_ss(&a[kk]);
+        for (kk, ak) in a.iter().enumerate().take(k1).skip(k0) {
+            let x = _mm256_broadcast_ss(ak);
             let row = pb.add(kk * ld + j0);
             for (v, sum) in acc.iter_mut().enumerate().take(whole) {
                 *sum = _mm256_fmadd_ps(x, W::load8(row.add(8 * v)), *sum);
