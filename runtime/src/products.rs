@@ -661,18 +661,16 @@ mod tests {
             };
             let p32 = Operands { m, k, a: &a, b: &held.data, ld: held.stride(), k0, k1 };
             let p16 = Operands { m, k, a: &a, b: &half.data, ld: half.stride(), k0, k1 };
-            let mut out = start.clone();
-            streamed(p32, j0, j1, &mut out);
-            check("portable f32", &out, &exact);
-            let mut out = start.clone();
-            streamed(p16, j0, j1, &mut out);
-            check("portable bf16", &out, &rounded);
-            let mut out = start.clone();
-            columns(p32, j0, j1, &mut out);
-            check("dispatched f32", &out, &exact);
-            let mut out = start.clone();
-            columns(p16, j0, j1, &mut out);
-            check("dispatched bf16", &out, &rounded);
+            // Each kernel adds into a copy of `start`.
+            let added = |kernel: &dyn Fn(&mut [f32])| {
+                let mut out = start.clone();
+                kernel(&mut out);
+                out
+            };
+            check("portable f32", &added(&|o| streamed(p32, j0, j1, o)), &exact);
+            check("portable bf16", &added(&|o| streamed(p16, j0, j1, o)), &rounded);
+            check("dispatched f32", &added(&|o| columns(p32, j0, j1, o)), &exact);
+            check("dispatched bf16", &added(&|o| columns(p16, j0, j1, o)), &rounded);
         }
     }
 

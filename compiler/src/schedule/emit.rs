@@ -1087,8 +1087,9 @@ pub struct Chunks {
     pub resume: bool,
 }
 
-fn ceil_div(a: Expr, b: Expr) -> Expr {
-    Expr::int(IntOp::Div, Expr::int(IntOp::Sub, Expr::add(a, b.clone()), Expr::Int(1)), b)
+/// `ceil(a / b)` for a positive `b`.
+pub fn ceil_div(a: Expr, b: Expr) -> Expr {
+    Expr::int(IntOp::Div, Expr::add(a, Expr::add(b.clone(), Expr::Int(-1))), b)
 }
 
 /// The carries of a chunked diagonal scan: for each slice (grid point) and each

@@ -222,10 +222,9 @@ impl Scheduler<'_> {
         let p = layout.independent;
         let slices = self.size(&scan.states[0].shape[..p]);
         let len = self.dim(&scan.vars[scan.axis as usize].extent);
-        let ceil_div = |a: Expr, b: Expr| Expr::int(IntOp::Div, Expr::add(a, Expr::add(b.clone(), Expr::Int(-1))), b);
         let per_slice = Expr::int(IntOp::Div, workers, slices);
         let split = Expr::cmp(CmpOp::Ge, per_slice.clone(), Expr::Int(SPLIT_WORKERS));
-        let wanted = Expr::int(IntOp::Min, per_slice, ceil_div(len, Expr::Int(MIN_CHUNK)));
+        let wanted = Expr::int(IntOp::Min, per_slice, emit::ceil_div(len, Expr::Int(MIN_CHUNK)));
         let count = Expr::int(IntOp::Max, Expr::Int(1), Expr::select(split, wanted, Expr::Int(1)));
         let n = scan.states.len();
         let mut states = Vec::new();
