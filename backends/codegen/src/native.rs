@@ -11,7 +11,7 @@
 //! running grid points `lo..hi` of its grid loop; the runtime hands ranges of
 //! the grid to threads.
 
-use seqc_compiler::ir::kernel::{Expr, Kernel, KernelModule, Stmt, Var};
+use seqc_compiler::ir::kernel::{Expr, Kernel, KernelModule, LoopKind, Stmt, Var};
 use seqc_compiler::ir::ScalarFn;
 use std::collections::HashMap;
 use std::path::Path;
@@ -88,6 +88,47 @@ pub fn representatives(m: &KernelModule) -> Vec<usize> {
             }
         })
         .collect()
+}
+
+/// Roughly how much code kernel `k` compiles to, in IR operations: what a
+/// code generator's time grows with, to share kernels evenly among threads.
+/// A vector loop counts twice (its body and its scalar tail), and a math
+/// function as the twenty-odd operations of its polynomial.
+pub fn code_size(k: &Kernel) -> usize {
+    fn expr(e: &Expr) -> usize {
+        1 + match e {
+            Expr::Int(_) | Expr::Float(_) | Expr::Var(_) | Expr::Dim(_) | Expr::Reg(_) => 0,
+            Expr::Load { index, .. } => expr(index),
+            Expr::Int2(_, a, b) | Expr::Cmp(_, a, b) | Expr::And(a, b) | Expr::Or(a, b) => expr(a) + expr(b),
+            Expr::Not(a) | Expr::ToFloat(a) | Expr::ToInt(a) => expr(a),
+            Expr::Select(c, a, b) => expr(c) + expr(a) + expr(b),
+            Expr::Call(f, args) => {
+                use ScalarFn::*;
+                let body = match f {
+                    Exp | Log | Log1p | Tanh | Sigmoid | Silu | Gelu | Softplus | Cos | Sin | Pow => 24,
+                    _ => 0,
+                };
+                body + args.iter().map(expr).sum::<usize>()
+            }
+        }
+    }
+    fn stmts(body: &[Stmt]) -> usize {
+        body.iter()
+            .map(|s| {
+                1 + match s {
+                    Stmt::For { extent, kind, body, .. } => {
+                        let copies = if matches!(kind, LoopKind::Vector(_)) { 2 } else { 1 };
+                        expr(extent) + copies * stmts(body)
+                    }
+                    Stmt::Let { value, .. } | Stmt::Set { value, .. } => expr(value),
+                    Stmt::Store { index, value, .. } => expr(index) + expr(value),
+                    Stmt::If { cond, then } => expr(cond) + stmts(then),
+                    Stmt::Barrier => 0,
+                }
+            })
+            .sum()
+    }
+    stmts(&k.body)
 }
 
 /// Links object files into shared library `library` with the system's C
