@@ -12,8 +12,9 @@ fn f32s(t: &Tensor) -> seqc_runtime::Tensor {
 
 /// How to run a model.
 pub struct How {
-    /// Position by position, from an empty state.
-    pub step: bool,
+    /// Whole sequences; position by position from an empty state; or all
+    /// positions at once from it.
+    pub mode: crate::Mode,
     pub precision: seqc_runtime::Precision,
     /// The code generator, when compiling from source.
     pub codegen: seqc_runtime::Codegen,
@@ -33,17 +34,15 @@ pub fn run(
         Some(model) => model,
         None => Model::from_checked_with(m, how.codegen).map_err(|e| e.to_string())?,
     };
-    let step = how.step;
     let model = model
         .with_precision(how.precision)
         .with_weights(weights.iter().map(|(k, t)| (k.clone(), t.data.iter().map(|&x| x as f32).collect())).collect());
     let ins: Vec<(&str, seqc_runtime::Tensor)> = order.iter().map(|n| (n.as_str(), f32s(&inputs[n]))).collect();
-    let outs = if step {
-        let batch = ins.first().map_or(1, |(_, t)| t.shape[0]);
-        let mut state = model.new_state(batch).map_err(|e| e.to_string())?;
-        model.forward_from(&mut state, &ins)
-    } else {
-        model.forward(&ins)
+    let batch = ins.first().map_or(1, |(_, t)| t.shape[0]);
+    let outs = match how.mode {
+        crate::Mode::Parallel => model.forward(&ins),
+        crate::Mode::Step => model.new_state(batch).and_then(|mut state| model.forward_steps(&mut state, &ins)),
+        crate::Mode::Chunk => model.new_state(batch).and_then(|mut state| model.forward_from(&mut state, &ins)),
     }
     .map_err(|e| e.to_string())?;
     Ok(outs.into_iter().map(|(n, t)| (n, Tensor::new(t.shape, t.data.into_iter().map(f64::from).collect()))).collect())

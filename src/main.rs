@@ -110,8 +110,12 @@ enum BenchMode {
 
 #[derive(Clone, Copy, ValueEnum, PartialEq)]
 enum Mode {
+    /// Whole sequences at once.
     Parallel,
+    /// One position at a time, from a state.
     Step,
+    /// Every position at once, from a state (`forward_from`).
+    Chunk,
 }
 
 #[derive(Clone, Copy, ValueEnum, PartialEq)]
@@ -155,8 +159,9 @@ enum Command {
         /// With `--emit graph`: stop after this pass (`lower` for the graph as lowered).
         #[arg(long)]
         after: Option<String>,
-        /// With `--emit graph`: `step` prints the step graph (one position and the
-        /// state in, the outputs and the next state out) derived after the passes.
+        /// With `--emit graph|kernel|clif|llvm`: `step` prints the step graph (one
+        /// position and the state in, the outputs and the next state out) derived
+        /// after the passes, `chunk` the chunk graph (`L` positions from the state).
         #[arg(long, value_enum, default_value_t = Mode::Parallel)]
         mode: Mode,
         /// The CPU code generator of an artifact (`-o DIR`).
@@ -283,7 +288,7 @@ enum Command {
     },
 }
 
-/// `seqc compile FILE --target cpu -o DIR`: both modes' kernels compiled ahead
+/// `seqc compile FILE --target cpu -o DIR`: every mode's kernels compiled ahead
 /// of time into DIR (`seqc run DIR ...` and `Model::load_artifact` run them).
 fn write_artifact(
     file: &std::path::Path,
@@ -295,7 +300,11 @@ fn write_artifact(
     let start = std::time::Instant::now();
     let model = seqc_runtime::Model::compile_file(file, &options).map_err(fail)?;
     let written = model.write_artifact(dir).map_err(fail)?;
-    let modes = if written.no_step.is_some() { "parallel mode" } else { "parallel and step modes" };
+    let modes = match &written.modes[..] {
+        [one] => format!("{one} mode"),
+        [first @ .., last] => format!("{} and {last} modes", first.join(", ")),
+        [] => "no modes".to_string(),
+    };
     eprintln!(
         "wrote {}: {} kernels ({modes}, {}) in {:.0} ms: {}",
         dir.display(),
@@ -385,6 +394,16 @@ fn fail(e: impl std::fmt::Display) -> Reported {
 
 /// Runs a model one position at a time from its derived state; returns the
 /// outputs of every position, joined along `L`.
+/// The graph of `mode`: `g` itself, or its step or chunk graph.
+fn derived(g: &seqc_compiler::ir::Graph, mode: Mode) -> Result<seqc_compiler::ir::Graph, Reported> {
+    use seqc_compiler::passes::step_derivation::{derive, derive_chunk};
+    match mode {
+        Mode::Parallel => Ok(g.clone()),
+        Mode::Step => derive(g).map_err(fail),
+        Mode::Chunk => derive_chunk(g).map_err(fail),
+    }
+}
+
 fn run_steps(
     m: &CheckedModel,
     dims: &std::collections::HashMap<String, usize>,
@@ -503,9 +522,7 @@ fn run(cli: Cli) -> Result<(), Reported> {
                     let mut m = model_of(&file, &config, &printer)?;
                     passes::run_until(&mut m.graph, after.as_deref())
                         .map_err(|e| fail(format!("internal compiler error: {e}")))?;
-                    if mode == Mode::Step {
-                        m.graph = passes::step_derivation::derive(&m.graph).map_err(fail)?;
-                    }
+                    m.graph = derived(&m.graph, mode)?;
                     print!("{}", seqc_compiler::ir::print::print(&m.graph));
                     Ok(())
                 }
@@ -518,9 +535,7 @@ fn run(cli: Cli) -> Result<(), Reported> {
                     // What the runtime compiles: weight-only values come from
                     // the prologue, as weights `@prologue:N`.
                     passes::prologue::split(&mut m.graph);
-                    if mode == Mode::Step {
-                        m.graph = passes::step_derivation::derive(&m.graph).map_err(fail)?;
-                    }
+                    m.graph = derived(&m.graph, mode)?;
                     let module = seqc_compiler::schedule::schedule(&m.graph).map_err(fail)?;
                     match emit {
                         Emit::Kernel => print!("{}", seqc_compiler::ir::kernel::print::print(&module)),
@@ -615,9 +630,17 @@ fn run(cli: Cli) -> Result<(), Reported> {
                     passes::run_until(&mut m.graph, None).map_err(|e| fail(format!("internal compiler error: {e}")))?;
                     run_steps(&m, &dims, &inputs, &w, check_finite)?
                 }
+                (Engine::Interp, Mode::Chunk) => {
+                    use seqc_compiler::ir::step::{chunk, StepState};
+                    passes::run_until(&mut m.graph, None).map_err(|e| fail(format!("internal compiler error: {e}")))?;
+                    let (batch, len) = (dims.get("B").copied().unwrap_or(1), dims.get("L").copied().unwrap_or(1));
+                    let graph = derived(&m.graph, Mode::Chunk)?;
+                    let mut state = StepState::new(&derived(&m.graph, Mode::Step)?, batch).map_err(fail)?;
+                    chunk(&graph, &mut state, &inputs, len, &w, check_finite).map_err(fail)?
+                }
                 (Engine::Cpu, mode) => {
                     let how = compiled::How {
-                        step: mode == Mode::Step,
+                        mode,
                         precision: weight_dtype.precision(),
                         codegen: codegen.map_or(Default::default(), CodegenArg::codegen),
                     };

@@ -50,6 +50,7 @@ fn loaded_artifacts_compute_what_compiled_models_compute(codegen: Codegen) {
         let dir = scratch(&name);
         let written = jit.write_artifact(&dir).unwrap_or_else(|e| panic!("{name}: {e}"));
         assert!(written.no_step.is_none(), "{name}: {:?}", written.no_step);
+        assert_eq!(written.modes, ["parallel", "step", "chunk"], "{name}");
         for f in &written.files {
             assert!(dir.join(f).is_file(), "{name}: {f} is written");
         }
@@ -63,9 +64,15 @@ fn loaded_artifacts_compute_what_compiled_models_compute(codegen: Codegen) {
         assert_eq!(loaded.forward(&ins).unwrap(), jit.forward(&ins).unwrap(), "{name}: forward");
         let (mut a, mut b) = (loaded.new_state(2).unwrap(), jit.new_state(2).unwrap());
         assert_eq!(
+            loaded.forward_steps(&mut a, &ins).unwrap(),
+            jit.forward_steps(&mut b, &ins).unwrap(),
+            "{name}: step mode"
+        );
+        let (mut a, mut b) = (loaded.new_state(2).unwrap(), jit.new_state(2).unwrap());
+        assert_eq!(
             loaded.forward_from(&mut a, &ins).unwrap(),
             jit.forward_from(&mut b, &ins).unwrap(),
-            "{name}: step mode"
+            "{name}: chunk mode"
         );
         std::fs::remove_dir_all(&dir).unwrap();
     }
@@ -111,6 +118,30 @@ fn damaged_or_foreign_artifacts_are_refused() {
     assert!(e.contains("not a seqc manifest"), "{e}");
 }
 
+/// An artifact written before chunk mode (a manifest without `chunk`) still
+/// loads, and its `forward_from` runs step by step, to the same outputs.
+#[test]
+fn artifacts_without_chunk_mode_run_forward_from_by_steps() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("dsl-examples/mamba.seq");
+    let options = Options { config: common::small_config("mamba.seq").to_string(), ..Default::default() };
+    let dir = scratch("no-chunk");
+    let jit = Model::compile_file(&path, &options).unwrap();
+    jit.write_artifact(&dir).unwrap();
+    let manifest = dir.join("manifest.json");
+    let mut json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&manifest).unwrap()).unwrap();
+    assert!(json.as_object_mut().unwrap().remove("chunk").is_some(), "the manifest records chunk mode");
+    std::fs::write(&manifest, json.to_string()).unwrap();
+    let loaded = Model::load_artifact(&dir).unwrap().init_weights(3);
+    let jit = jit.init_weights(3);
+    let dims = HashMap::from([("B".to_string(), 1), ("L".to_string(), 5)]);
+    let inputs = random_inputs(jit.checked(), &dims, 4);
+    let ins: Vec<(&str, Tensor)> = inputs.iter().map(|(k, v)| (k.as_str(), f32s(v))).collect();
+    let (mut a, mut b) = (loaded.new_state(1).unwrap(), jit.new_state(1).unwrap());
+    assert_eq!(loaded.forward_from(&mut a, &ins).unwrap(), jit.forward_steps(&mut b, &ins).unwrap());
+    assert_eq!(a, b, "the same state after");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
 #[test]
 fn the_command_line_writes_and_runs_artifacts() {
     let seqc = |args: &[&str]| {
@@ -127,7 +158,7 @@ fn the_command_line_writes_and_runs_artifacts() {
     let config = common::small_config("hybrid.seq");
     let o = seqc(&["compile", "dsl-examples/hybrid.seq", "--config", config, "--target", "cpu", "-o", &art]);
     assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
-    assert!(String::from_utf8_lossy(&o.stderr).contains("parallel and step modes"));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("parallel, step and chunk modes"));
     let o = seqc(&["init", "dsl-examples/hybrid.seq", "--config", config, "-o", &w, "--random-input", &i]);
     assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
     for mode in ["parallel", "step"] {

@@ -258,15 +258,18 @@ fn init_then_run() {
     ]);
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("missing input `tokens` (expected [B, L])"), "{}", stderr(&o));
-    // Step mode and the interpreter, in both modes, write the same outputs to
-    // float rounding (the compiled engine is f32 inside, the interpreter f64).
+    // Step and chunk mode and the interpreter, in every mode, write the same
+    // outputs to float rounding (the compiled engine is f32 inside, the
+    // interpreter f64).
     let scale = tensors[0].1.tensor.data.iter().fold(0f64, |m, v| m.max(v.abs()));
     for (out, extra) in [
         ("step.safetensors", &["--mode", "step"][..]),
         ("llvm.safetensors", &["--codegen", "llvm"][..]),
         ("llvm-step.safetensors", &["--codegen", "llvm", "--mode", "step"][..]),
+        ("chunk.safetensors", &["--mode", "chunk"][..]),
         ("interp.safetensors", &["--engine", "interp"][..]),
         ("interp-step.safetensors", &["--engine", "interp", "--mode", "step"][..]),
+        ("interp-chunk.safetensors", &["--engine", "interp", "--mode", "chunk"][..]),
     ] {
         let o = run(out, extra);
         assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
@@ -314,13 +317,14 @@ fn bench_json() {
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
 }
 
-/// The kernel IR, the Cranelift IR and LLVM's IR print for both modes.
+/// The kernel IR, the Cranelift IR and LLVM's IR print for every mode.
 #[test]
 fn emit_kernel_clif_and_llvm() {
     let small = "d_model=16,n_layer=1,vocab=50,d_state=4";
     for (emit, mode, needle) in [
         ("kernel", "parallel", "launches {"),
         ("kernel", "step", "state \""),
+        ("kernel", "chunk", "W3"),
         ("clif", "parallel", "function"),
         ("llvm", "step", "define void @seqc_k_k0(ptr"),
     ] {

@@ -82,7 +82,7 @@ fn matches_the_interpreter(codegen: Codegen) {
             let inputs = random_inputs(&m, &dims, 8);
             let want = interp::run(&graph, &Bindings { dims: &dims, inputs: &inputs, weights: &weights }).unwrap();
             // Parallel, then step mode position by position; then forward_from
-            // over two chunks.
+            // over a chunk, one position and the rest.
             assert_both_modes_match(&name, &model, &inputs, &want, len);
             let cut = len / 2;
             let part = |lo: usize, hi: usize| -> Vec<(&str, Tensor)> {
@@ -96,7 +96,7 @@ fn matches_the_interpreter(codegen: Codegen) {
             };
             let mut state = model.new_state(batch).unwrap();
             let mut chunks = Vec::new();
-            for (lo, hi) in [(0, cut), (cut, len)] {
+            for (lo, hi) in [(0, cut), (cut, cut + 1), (cut + 1, len)] {
                 if lo < hi {
                     chunks.push(model.forward_from(&mut state, &part(lo, hi)).unwrap());
                 }

@@ -32,13 +32,9 @@ fn shared_weights(m: &CheckedModel, seed: u64) -> (HashMap<String, Tensor>, Hash
     (ours, theirs)
 }
 
-/// The compiled CPU path's logits on the same weights: whole sequence, then
-/// one position at a time.
-fn compiled(
-    m: &CheckedModel,
-    weights: &HashMap<String, Tensor>,
-    inputs: &HashMap<String, Tensor>,
-) -> (Vec<f64>, Vec<f64>) {
+/// The compiled CPU path's logits on the same weights: whole sequence, one
+/// position at a time, and the positions from a state in two chunks.
+fn compiled(m: &CheckedModel, weights: &HashMap<String, Tensor>, inputs: &HashMap<String, Tensor>) -> [Vec<f64>; 3] {
     let model = seqc_runtime::Model::from_checked(m.clone())
         .unwrap()
         .with_weights(weights.iter().map(|(k, t)| (k.clone(), t.data.iter().map(|&x| x as f32).collect())).collect());
@@ -46,9 +42,16 @@ fn compiled(
     let t = seqc_runtime::Tensor::new(tokens.shape.clone(), tokens.data.iter().map(|&x| x as f32).collect());
     let parallel = model.forward(&[("tokens", t.clone())]).unwrap().remove(0).1;
     let mut state = model.new_state(1).unwrap();
-    let step = model.forward_from(&mut state, &[("tokens", t)]).unwrap().remove(0).1;
+    let step = model.forward_steps(&mut state, &[("tokens", t.clone())]).unwrap().remove(0).1;
+    let mut state = model.new_state(1).unwrap();
+    let len = t.shape[1];
+    let mut chunks = Vec::new();
+    for (lo, hi) in [(0, len / 2), (len / 2, len)] {
+        let part = seqc_runtime::Tensor::new(vec![1, hi - lo], t.data[lo..hi].to_vec());
+        chunks.extend(model.forward_from(&mut state, &[("tokens", part)]).unwrap().remove(0).1.data);
+    }
     let wide = |v: Vec<f32>| v.into_iter().map(f64::from).collect();
-    (wide(parallel.data), wide(step.data))
+    [wide(parallel.data), wide(step.data), wide(chunks)]
 }
 
 fn relative_error(ours: &[f64], theirs: &[f32]) -> f64 {
@@ -70,7 +73,7 @@ fn mamba_matches_candle() {
     let vb = VarBuilder::from_tensors(theirs_w, DType::F32, &Device::Cpu);
     let candle = Model::new(&cfg, vb.pp("backbone")).unwrap();
     let mut state = State::new(1, &cfg, DType::F32, &Device::Cpu).unwrap();
-    let (parallel, step) = compiled(&m, &ours_w, &inputs);
+    let [parallel, step, chunks] = compiled(&m, &ours_w, &inputs);
     let (mut worst, mut worst_compiled): (f64, f64) = (0.0, 0.0);
     for t in 0..len {
         let token = inputs["tokens"].data[t] as u32;
@@ -78,7 +81,7 @@ fn mamba_matches_candle() {
         let theirs: Vec<f32> = logits.flatten_all().unwrap().to_vec1().unwrap();
         let row = &ours.data[t * vocab..(t + 1) * vocab];
         worst = worst.max(relative_error(row, &theirs));
-        for logits in [&parallel, &step] {
+        for logits in [&parallel, &step, &chunks] {
             let e = relative_error(&logits[t * vocab..(t + 1) * vocab], &theirs);
             worst_compiled = worst_compiled.max(e);
         }
@@ -122,7 +125,7 @@ fn llama_matches_candle() {
     let vb = VarBuilder::from_tensors(theirs_w, DType::F32, &Device::Cpu);
     let candle = Llama::load(vb, &cfg).unwrap();
     let tokens: Vec<u32> = inputs["tokens"].data.iter().map(|&v| v as u32).collect();
-    let (parallel, step) = compiled(&m, &ours_w, &inputs);
+    let [parallel, step, chunks] = compiled(&m, &ours_w, &inputs);
     let (mut worst, mut worst_compiled): (f64, f64) = (0.0, 0.0);
     // candle returns the last position's logits: run each prefix.
     for t in 0..len {
@@ -132,7 +135,7 @@ fn llama_matches_candle() {
         let theirs: Vec<f32> = logits.flatten_all().unwrap().to_vec1().unwrap();
         let row = &ours.data[t * vocab..(t + 1) * vocab];
         worst = worst.max(relative_error(row, &theirs));
-        for logits in [&parallel, &step] {
+        for logits in [&parallel, &step, &chunks] {
             worst_compiled = worst_compiled.max(relative_error(&logits[t * vocab..(t + 1) * vocab], &theirs));
         }
     }

@@ -1,13 +1,14 @@
 //! The kernel IR on every example and case: the scheduled module, run by the
 //! kernel IR's own evaluator in f32, matches the graph interpreter (f64), in
 //! parallel mode for several `B` and `L` (1 included, and lengths no tile divides)
-//! and in step mode position by position. Kernel IR snapshots for the cases.
+//! in step mode position by position, and in chunks from a state. Kernel IR
+//! snapshots for the cases.
 
 use seqc_compiler::driver;
 use seqc_compiler::init::{init_weights, random_inputs};
 use seqc_compiler::ir::interp::{self, Bindings, Tensor};
 use seqc_compiler::ir::kernel::{eval::run_named, print::print};
-use seqc_compiler::passes::step_derivation::derive;
+use seqc_compiler::passes::step_derivation::{derive, derive_chunk, dim_value};
 use seqc_compiler::schedule::schedule;
 use seqc_compiler::sema::{Checked, CheckedModel};
 use std::collections::HashMap;
@@ -115,6 +116,60 @@ fn step_kernel_modules_match_the_interpreter() {
             states = next.iter().cloned().collect();
         }
         state.position = len;
+    }
+}
+
+/// The chunk graph's kernels over chunks of 2, 1, 3 and 37 positions, each
+/// from the state the last left, with as many workers as a scan could want (a
+/// scan that returns its last state must not split, even when long).
+#[test]
+fn chunk_kernel_modules_match_the_interpreter() {
+    for (name, m) in models() {
+        let graph = derive_chunk(&m.graph).unwrap();
+        let module = schedule(&graph).unwrap_or_else(|e| panic!("{name}: {e}"));
+        // The evaluator runs a launch's grid points in order, so the last
+        // chunk's state would win here; threads give no such order.
+        let split = module.kernels.iter().find(|k| k.name.ends_with(": chunk ends"));
+        assert!(split.is_none(), "{name}: a scan that returns its last state splits: {}", split.unwrap().name);
+        let weights = init_weights(&m, 7);
+        let (batch, len) = (2, 43);
+        let dims = HashMap::from([("B".to_string(), batch), ("L".to_string(), len)]);
+        let inputs = random_inputs(&m, &dims, 8);
+        let want = interp::run(&m.graph, &Bindings { dims: &dims, inputs: &inputs, weights: &weights }).unwrap();
+        let state = seqc_compiler::ir::step::StepState::new(&derive(&m.graph).unwrap(), batch).unwrap();
+        let mut states: HashMap<String, Vec<f32>> = flat(&state.tensors);
+        let mut at = 0;
+        for part in [2, 1, 3, 37] {
+            let span = |x: &Tensor| -> Vec<f32> {
+                (at..at + part).map(|t| x.row(1, t)).flat_map(|r| r.data).map(|v| v as f32).collect::<Vec<_>>()
+            };
+            // `[B, part, ...]`: each sequence's rows together.
+            let rows = |x: &Tensor| -> Vec<f32> {
+                let inner: usize = x.shape[2..].iter().product();
+                let by_position = span(x);
+                let mut out = Vec::with_capacity(by_position.len());
+                for b in 0..batch {
+                    for t in 0..part {
+                        out.extend_from_slice(&by_position[(t * batch + b) * inner..][..inner]);
+                    }
+                }
+                out
+            };
+            let mut tensors: HashMap<String, Vec<f32>> = inputs.iter().map(|(k, v)| (k.clone(), rows(v))).collect();
+            tensors.extend(flat(&weights));
+            tensors.extend(states.clone());
+            let mut run_dims: HashMap<String, usize> =
+                module.dims.iter().filter_map(|d| dim_value(d, batch, at, part).map(|v| (d.clone(), v))).collect();
+            run_dims.insert(seqc_compiler::schedule::WORKERS.to_string(), 1 << 20);
+            let got = run_named(&module, &run_dims, &tensors).unwrap_or_else(|e| panic!("{name}: {e}"));
+            let (outs, next) = got.split_at(m.graph.outputs.len());
+            for ((n, g), (_, w)) in outs.iter().zip(&want) {
+                let e = rel_error(g, &rows(w).iter().map(|&v| v as f64).collect::<Vec<_>>());
+                assert!(e < 1e-4, "{name} chunk of {part} at {at}: `{n}` differs by {e:e}");
+            }
+            states = next.iter().cloned().collect();
+            at += part;
+        }
     }
 }
 

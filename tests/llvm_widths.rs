@@ -41,13 +41,20 @@ fn llvm_code_at_every_width_matches_cranelift() {
                 let e = rel_error(&g.data, &w.data);
                 assert!(e < 1e-5, "{name} at {lanes} lanes: `{n}` differs from Cranelift's by {e:e}");
             }
-            // Step mode over the same positions, where the model has one.
-            let (Ok(mut s1), Ok(mut s2)) = (reference.new_state(batch), llvm.new_state(batch)) else { continue };
-            let want = reference.forward_from(&mut s1, &ins).unwrap();
-            let got = llvm.forward_from(&mut s2, &ins).unwrap();
-            for ((n, g), (_, w)) in got.iter().zip(&want) {
-                let e = rel_error(&g.data, &w.data);
-                assert!(e < 1e-5, "{name} at {lanes} lanes, step mode: `{n}` differs from Cranelift's by {e:e}");
+            // Step and chunk mode over the same positions, where the model has them.
+            type Run = fn(
+                &Model,
+                &mut seqc_runtime::State,
+                &[(&str, Tensor)],
+            ) -> Result<Vec<(String, Tensor)>, seqc_runtime::Error>;
+            for (mode, run) in [("step", Model::forward_steps as Run), ("chunk", Model::forward_from as Run)] {
+                let (Ok(mut s1), Ok(mut s2)) = (reference.new_state(batch), llvm.new_state(batch)) else { continue };
+                let want = run(&reference, &mut s1, &ins).unwrap();
+                let got = run(&llvm, &mut s2, &ins).unwrap();
+                for ((n, g), (_, w)) in got.iter().zip(&want) {
+                    let e = rel_error(&g.data, &w.data);
+                    assert!(e < 1e-5, "{name} at {lanes} lanes, {mode} mode: `{n}` differs from Cranelift's by {e:e}");
+                }
             }
         }
     }

@@ -2,16 +2,17 @@
 //! graph as lowered and after all passes: the step graph is valid and round-trips
 //! through its text form, running it one position at a time (carrying its next
 //! states) gives the parallel outputs, and the state it carries is exactly the
-//! derived layout. The step graph after all passes is snapshotted.
+//! derived layout. So does the chunk graph, several positions at a time, from
+//! and to the same state. The step graph after all passes is snapshotted.
 
 use seqc_compiler::analysis::state::layout;
 use seqc_compiler::diag::{render_text, ColorChoice};
 use seqc_compiler::driver;
 use seqc_compiler::init::{init_weights, random_inputs};
 use seqc_compiler::ir::interp::{self, Bindings, Tensor};
-use seqc_compiler::ir::step::{step, StepState};
+use seqc_compiler::ir::step::{chunk, step, StepState};
 use seqc_compiler::ir::{parse::parse, print::print, verify::verify, Graph};
-use seqc_compiler::passes::step_derivation::derive;
+use seqc_compiler::passes::step_derivation::{derive, derive_chunk};
 use seqc_compiler::sema::{Checked, CheckedModel};
 use std::collections::HashMap;
 use std::path::Path;
@@ -62,7 +63,38 @@ fn check(name: &str, m: &CheckedModel, g: &Graph) -> String {
         let held = batch as i64 * (fixed + per_pos * (t as i64 + 1));
         assert_eq!(state.elements() as i64, held, "{name}: the state is the layout's, after {} positions", t + 1);
     }
+
+    // The chunk graph, from one state in chunks of 2, 1, a step and 3 (shorter
+    // and longer than the rings): parallel mode's outputs at every position, and
+    // the step graph's state after each chunk.
+    let chunk_graph = derive_chunk(g).unwrap_or_else(|e| panic!("{name}: {e}"));
+    verify(&chunk_graph).unwrap_or_else(|e| panic!("{name}: {e}"));
+    let chunk_text = print(&chunk_graph);
+    let reparsed = parse(&chunk_text).unwrap_or_else(|e| panic!("{name}: {e}\n{chunk_text}"));
+    assert_eq!(print(&reparsed), chunk_text, "{name}: the chunk graph's text form round-trips");
+    let mut state = StepState::new(&step_graph, batch).unwrap();
+    let mut at = 0;
+    for (part, graph) in [(2, &chunk_graph), (1, &chunk_graph), (1, &step_graph), (3, &chunk_graph)] {
+        let span: HashMap<String, Tensor> = inputs.iter().map(|(k, v)| (k.clone(), positions(v, at, part))).collect();
+        let outs = chunk(graph, &mut state, &span, part, &weights, false).unwrap_or_else(|e| panic!("{name}: {e}"));
+        for ((n, y), (_, p)) in outs.iter().zip(&parallel) {
+            let want = positions(p, at, part);
+            assert_eq!(y.shape, want.shape, "{name}: `{n}` in a chunk at {at}");
+            let diff = y.data.iter().zip(&want.data).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
+            assert!(diff < 1e-9, "{name}: `{n}`, chunk of {part} at {at}, differs from parallel mode by {diff:e}");
+        }
+        at += part;
+        let held = batch as i64 * (fixed + per_pos * at as i64);
+        assert_eq!(state.elements() as i64, held, "{name}: the state is the layout's after a chunk, at {at}");
+    }
+    assert_eq!(at, len);
     text
+}
+
+/// Positions `at..at + n` (axis 1) of a `[B, L, ...]` tensor.
+fn positions(x: &Tensor, at: usize, n: usize) -> Tensor {
+    let rows: Vec<Tensor> = (at..at + n).map(|t| x.row(1, t)).collect();
+    Tensor::join(&rows.iter().collect::<Vec<_>>(), 1, 0)
 }
 
 fn both_forms(name: &str, m: &CheckedModel) -> String {

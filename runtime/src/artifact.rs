@@ -5,7 +5,8 @@
 //! DIR/model.seq       the source, as compiled
 //! DIR/manifest.json   format, seqc version, config, the CPU features the code
 //!                     uses, and per mode the kernel module's fingerprint
-//! DIR/kernels.o       both modes' kernels, relocatable (to link into a program)
+//! DIR/kernels.o       every mode's kernels (parallel, step, chunk), relocatable
+//!                     (to link into a program)
 //! DIR/libkernels.so   the same, linked as a shared library (what loading opens)
 //! ```
 //!
@@ -45,6 +46,10 @@ pub struct Manifest {
     pub parallel: ModuleEntry,
     /// Absent when the model has no step form.
     pub step: Option<ModuleEntry>,
+    /// Several positions from a state (`forward_from`); absent in artifacts of
+    /// seqc before it, which then run `forward_from` step by step.
+    #[serde(default)]
+    pub chunk: Option<ModuleEntry>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -83,10 +88,12 @@ pub fn write(
     config: &str,
     parallel: &KernelModule,
     step: Option<&KernelModule>,
+    chunk: Option<&KernelModule>,
 ) -> Result<Written, Error> {
     std::fs::create_dir_all(dir).map_err(|e| io(dir, e))?;
     let mut modules = vec![("parallel", parallel)];
     modules.extend(step.map(|s| ("step", s)));
+    modules.extend(chunk.map(|c| ("chunk", c)));
     let object = compile_object(codegen, &modules)?;
     let entry = |prefix: &str, m: &KernelModule| ModuleEntry {
         prefix: prefix.to_string(),
@@ -102,6 +109,7 @@ pub fn write(
         features: native_features(codegen)?,
         parallel: entry("parallel", parallel),
         step: step.map(|s| entry("step", s)),
+        chunk: chunk.map(|c| entry("chunk", c)),
     };
     let json = serde_json::to_string_pretty(&manifest).map_err(|e| Error::Compiler(e.to_string()))?;
     for (name, bytes) in [(SOURCE, source), (OBJECT, &object), (MANIFEST, json.as_bytes())] {
@@ -109,7 +117,7 @@ pub fn write(
         std::fs::write(&path, bytes).map_err(|e| io(&path, e))?;
     }
     link(dir)?;
-    let kernels = parallel.kernels.len() + step.map_or(0, |s| s.kernels.len());
+    let kernels = [Some(parallel), step, chunk].iter().flatten().map(|m| m.kernels.len()).sum();
     Ok(Written { files: [SOURCE, MANIFEST, OBJECT, LIBRARY].map(String::from).to_vec(), kernels })
 }
 

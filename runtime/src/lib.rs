@@ -33,6 +33,7 @@ use seqc_compiler::diag::{render_text, ColorChoice};
 use seqc_compiler::ir::interp;
 use seqc_compiler::ir::kernel::Role;
 use seqc_compiler::ir::Op;
+use seqc_compiler::passes::step_derivation;
 use seqc_compiler::sema::{Checked, CheckedModel};
 use std::collections::HashMap;
 use std::path::Path;
@@ -142,6 +143,28 @@ enum ProductWeight {
     Bf16(products::Held<half::bf16>),
 }
 
+/// A derivation of the parallel graph (`step_derivation::derive`, `derive_chunk`).
+type Derive = fn(&seqc_compiler::ir::Graph) -> Result<seqc_compiler::ir::Graph, step_derivation::StepError>;
+
+/// A mode derived from the parallel graph with a state (step, chunk),
+/// compiled when first used.
+#[derive(Default)]
+struct Derived {
+    program: OnceLock<Result<Program, String>>,
+    /// Whether it reads the weights held for products through products only
+    /// (checked once per set of weights, not every run).
+    reads_held: OnceLock<Result<(), String>>,
+}
+
+impl Derived {
+    /// A mode whose program is already decided (an artifact's).
+    fn loaded(program: Result<Program, String>) -> Derived {
+        let derived = Derived::default();
+        let _ = derived.program.set(program);
+        derived
+    }
+}
+
 /// A compiled model with its weights.
 pub struct Model {
     checked: CheckedModel,
@@ -152,10 +175,11 @@ pub struct Model {
     prologue: Option<seqc_compiler::ir::Graph>,
     codegen: Codegen,
     parallel: Program,
-    step: OnceLock<Result<Program, String>>,
-    /// Whether step mode reads the held weights as products only (checked
-    /// once per set of weights, not every step).
-    step_reads_held: OnceLock<Result<(), String>>,
+    /// One position from a state (`step`).
+    step: Derived,
+    /// Several positions from a state (`forward_from`); `None` in an artifact
+    /// written before chunk mode, which then runs step by step.
+    chunk: Option<Derived>,
     /// Weights as the checkpoint lays them out, f32.
     weights: HashMap<String, Vec<f32>>,
     /// Weights products read, held as `[in, out]` (the layout both product
@@ -171,8 +195,11 @@ pub struct Model {
 pub struct ArtifactSummary {
     /// File names inside the directory.
     pub files: Vec<String>,
-    /// Kernels compiled, both modes together.
+    /// Kernels compiled, every mode together.
     pub kernels: usize,
+    /// The modes compiled: `parallel`, then `step` and `chunk` where the model
+    /// has them.
+    pub modes: Vec<&'static str>,
     /// Why the artifact has no step mode, if it has none.
     pub no_step: Option<String>,
 }
@@ -202,8 +229,8 @@ impl Model {
         Ok(Model { source: Some((source.to_vec(), options.config.clone())), ..model })
     }
 
-    /// Writes an ahead-of-time artifact to `dir` (created if missing): both
-    /// modes' kernels as an object file and a shared library, the source and
+    /// Writes an ahead-of-time artifact to `dir` (created if missing): every
+    /// mode's kernels as an object file and a shared library, the source and
     /// a manifest ([`Model::load_artifact`] runs it). Only a model compiled
     /// from source ([`Model::compile_file`], [`Model::compile_source`]) has
     /// what an artifact holds.
@@ -215,6 +242,10 @@ impl Model {
             Ok(p) => (Some(&p.module), None),
             Err(e) => (None, Some(e.to_string())),
         };
+        let chunk = match (step, &self.chunk) {
+            (Some(_), Some(mode)) => Some(&self.derived(mode, step_derivation::derive_chunk)?.module),
+            _ => None,
+        };
         let written = artifact::write(
             dir.as_ref(),
             self.codegen,
@@ -223,8 +254,10 @@ impl Model {
             config,
             &self.parallel.module,
             step,
+            chunk,
         )?;
-        Ok(ArtifactSummary { files: written.files, kernels: written.kernels, no_step })
+        let modes = [Some("parallel"), step.map(|_| "step"), chunk.map(|_| "chunk")].into_iter().flatten().collect();
+        Ok(ArtifactSummary { files: written.files, kernels: written.kernels, modes, no_step })
     }
 
     /// Loads an artifact [`Model::write_artifact`] wrote: the source is checked
@@ -247,16 +280,15 @@ impl Model {
         let library = artifact::open_library(dir)?;
         let parallel =
             artifact::load_program(dir, &library, &manifest.parallel, schedule(&graph).map_err(Error::Compiler)?)?;
-        let step = OnceLock::new();
-        let derived = match &manifest.step {
-            Some(entry) => {
-                let g = seqc_compiler::passes::step_derivation::derive(&graph).map_err(|e| e.to_string());
-                let module = g.and_then(|g| schedule(&g)).map_err(Error::Compiler)?;
-                Ok(artifact::load_program(dir, &library, entry, module)?)
-            }
-            None => Err("the artifact has no step mode".to_string()),
+        let load = |entry: &artifact::ModuleEntry, derive: Derive| -> Result<Derived, Error> {
+            let module = derive(&graph).map_err(|e| e.to_string()).and_then(|g| schedule(&g));
+            Ok(Derived::loaded(Ok(artifact::load_program(dir, &library, entry, module.map_err(Error::Compiler)?)?)))
         };
-        let _ = step.set(derived);
+        let step = match &manifest.step {
+            Some(entry) => load(entry, step_derivation::derive)?,
+            None => Derived::loaded(Err("the artifact has no step mode".to_string())),
+        };
+        let chunk = manifest.chunk.as_ref().map(|entry| load(entry, step_derivation::derive_chunk)).transpose()?;
         Ok(Model {
             checked,
             graph,
@@ -264,7 +296,7 @@ impl Model {
             codegen: manifest.codegen,
             parallel,
             step,
-            step_reads_held: OnceLock::new(),
+            chunk,
             weights: HashMap::new(),
             products: HashMap::new(),
             precision: Precision::F32,
@@ -321,8 +353,8 @@ impl Model {
             prologue,
             codegen,
             parallel,
-            step: OnceLock::new(),
-            step_reads_held: OnceLock::new(),
+            step: Derived::default(),
+            chunk: Some(Derived::default()),
             weights: HashMap::new(),
             products: HashMap::new(),
             precision: Precision::F32,
@@ -368,7 +400,9 @@ impl Model {
         // compiles step mode; the step graph reads weights through the same
         // ops, and `step_program` checks that it agrees.
         self.products.clear();
-        self.step_reads_held = OnceLock::new();
+        for mode in [Some(&mut self.step), self.chunk.as_mut()].into_iter().flatten() {
+            mode.reads_held = OnceLock::new();
+        }
         if let Some(prologue) = &self.prologue {
             weights.extend(run_prologue(prologue, &weights));
         }
@@ -510,21 +544,24 @@ impl Model {
     }
 
     fn step_program(&self) -> Result<&Program, Error> {
-        let program = self
-            .step
-            .get_or_init(|| {
-                let g = seqc_compiler::passes::step_derivation::derive(&self.graph).map_err(|e| e.to_string())?;
-                compile_graph(&g, self.codegen)
-            })
+        self.derived(&self.step, step_derivation::derive)
+    }
+
+    /// The program of a mode with a state, compiled from `derive`'s graph
+    /// when first asked for.
+    fn derived<'a>(&'a self, mode: &'a Derived, derive: Derive) -> Result<&'a Program, Error> {
+        let program = mode
+            .program
+            .get_or_init(|| compile_graph(&derive(&self.graph).map_err(|e| e.to_string())?, self.codegen))
             .as_ref()
             .map_err(|e| Error::Compiler(e.clone()))?;
         // Weights held for products alone must be read only by products here too.
-        let checked = self.step_reads_held.get_or_init(|| {
+        let checked = mode.reads_held.get_or_init(|| {
             let products = program.gemm_only_weights();
             let used = |name: &str| program.module.buffers.iter().any(|b| b.role == Role::Weight(name.to_string()));
             let product_only = self.products.keys().filter(|w| !self.weights.contains_key(*w));
             match product_only.into_iter().find(|w| used(w) && !products.iter().any(|(p, _, _)| p == *w)) {
-                Some(w) => Err(format!("step mode reads weight `{w}` outside a product; its layout differs")),
+                Some(w) => Err(format!("a mode with a state reads weight `{w}` outside a product; its layout differs")),
                 None => Ok(()),
             }
         });
@@ -548,18 +585,52 @@ impl Model {
         if dims.get("B").is_some_and(|&b| b != state.batch) {
             return Err(Error::Input(format!("the state holds {} sequences, the inputs {}", state.batch, dims["B"])));
         }
-        let run_dims = HashMap::from([("B", state.batch), ("T", state.position), ("P", state.position + 1)]);
-        let mut next = state.take_spare(program.module.next_states.len());
-        let source = Bound { inputs: &data, weights: &self.weights, products: &self.products, states: Some(state) };
+        self.run_from(program, state, &data, 1)
+    }
+
+    /// Runs `len` positions of a step or chunk program from `state`.
+    fn run_from(
+        &self,
+        program: &Program,
+        state: &mut State,
+        data: &HashMap<String, &[f32]>,
+        len: usize,
+    ) -> Result<Vec<(String, Tensor)>, Error> {
+        let m = &program.module;
+        let names = m.dims.iter().map(|d| d.as_str());
+        let run_dims: HashMap<&str, usize> = names
+            .filter_map(|d| step_derivation::dim_value(d, state.batch, state.position, len).map(|v| (d, v)))
+            .collect();
+        let mut next = state.take_spare(m.next_states.len());
+        let source = Bound { inputs: data, weights: &self.weights, products: &self.products, states: Some(state) };
         let outs = program.run(&run_dims, &source, &mut next).map_err(Error::Compiler)?;
-        state.advance(&program.module, next);
-        let dims = HashMap::from([("B", state.batch), ("L", 1)]);
+        state.advance(m, next, len);
+        let dims = HashMap::from([("B", state.batch), ("L", len)]);
         Ok(self.named_outputs(outs, &dims))
     }
 
-    /// Continues the sequences of `state` with `inputs` (`[B, L, ...]`, any `L`),
-    /// position by position; returns the outputs of every position.
+    /// Continues the sequences of `state` with `inputs` (`[B, L, ...]`, any `L`);
+    /// returns the outputs of every position. All `L` positions run at once
+    /// (the chunk graph: products over every row, each scan from the state),
+    /// compiled when first used; one position runs as a step.
     pub fn forward_from(&self, state: &mut State, inputs: &[(&str, Tensor)]) -> Result<Vec<(String, Tensor)>, Error> {
+        let (dims, data) = self.bind_inputs(inputs)?;
+        let len = dims.get("L").copied().unwrap_or(1);
+        if dims.get("B").is_some_and(|&b| b != state.batch) {
+            return Err(Error::Input(format!("the state holds {} sequences, the inputs {}", state.batch, dims["B"])));
+        }
+        match &self.chunk {
+            Some(mode) if len > 1 => {
+                let program = self.derived(mode, step_derivation::derive_chunk)?;
+                self.run_from(program, state, &data, len)
+            }
+            _ => self.forward_steps(state, inputs),
+        }
+    }
+
+    /// What [`Model::forward_from`] computes, through step mode: one position
+    /// at a time.
+    pub fn forward_steps(&self, state: &mut State, inputs: &[(&str, Tensor)]) -> Result<Vec<(String, Tensor)>, Error> {
         let (dims, _) = self.bind_inputs(inputs)?;
         let len = dims.get("L").copied().unwrap_or(1);
         let mut rows: Vec<Vec<Tensor>> = Vec::new();

@@ -61,14 +61,15 @@ impl State {
         spare
     }
 
-    pub(crate) fn advance(&mut self, m: &KernelModule, mut next: Vec<Vec<f32>>) {
+    /// Takes the next states of a run of `len` positions.
+    pub(crate) fn advance(&mut self, m: &KernelModule, mut next: Vec<Vec<f32>>, len: usize) {
         for ((name, _), data) in m.next_states.iter().zip(next.iter_mut()) {
             if let Some(slot) = self.tensors.iter_mut().find(|(n, _)| n == name) {
                 std::mem::swap(&mut slot.1, data);
             }
         }
         self.spare = next;
-        self.position += 1;
+        self.position += len;
     }
 
     /// Positions consumed so far.

@@ -1,11 +1,11 @@
 //! Step mode in the reference interpreter: runs a step graph
-//! (`passes::step_derivation`) one position at a time, carrying its next states
-//! into its `state` inputs. Nothing here knows about layers: the state is what the
+//! (`passes::step_derivation`) one position at a time, or a chunk graph several,
+//! carrying its next states into its `state` inputs. Nothing here knows about layers: the state is what the
 //! derivation put in the graph.
 
 use super::interp::{run_with, Bindings, InterpError, Tensor};
 use super::{Graph, Op};
-use crate::passes::step_derivation::{POSITION, WINDOW};
+use crate::passes::step_derivation::{dim_value, POSITION, WINDOW};
 use crate::sema::types::Dim;
 use std::collections::HashMap;
 
@@ -22,7 +22,7 @@ pub struct StepState {
 impl StepState {
     /// The state before the first position: every `state` input at its `init`.
     pub fn new(step_graph: &Graph, batch: usize) -> Result<StepState, InterpError> {
-        let dims = dims(batch, 0);
+        let dims = dims(step_graph, batch, 0, 1)?;
         let mut tensors = HashMap::new();
         for node in &step_graph.nodes {
             if let Op::StateInput { name, init } = &node.op {
@@ -48,8 +48,21 @@ impl StepState {
     }
 }
 
-fn dims(batch: usize, position: usize) -> HashMap<String, usize> {
-    HashMap::from([("B".to_string(), batch), (POSITION.to_string(), position), (WINDOW.to_string(), position + 1)])
+/// Every dimension `g` has, for `len` positions after `position`.
+fn dims(g: &Graph, batch: usize, position: usize, len: usize) -> Result<HashMap<String, usize>, InterpError> {
+    let mut names: Vec<&str> = vec!["B", POSITION, WINDOW];
+    names.extend(g.types.iter().flat_map(|t| &t.shape).filter_map(|d| match d {
+        Dim::Sym(s) => Some(&**s),
+        Dim::Known(_) => None,
+    }));
+    names
+        .into_iter()
+        .map(|n| {
+            dim_value(n, batch, position, len)
+                .map(|v| (n.to_string(), v))
+                .ok_or_else(|| InterpError::UnknownDim(n.into()))
+        })
+        .collect()
 }
 
 /// Runs one position. `inputs` hold that position only (`L` = 1); returns each
@@ -61,13 +74,26 @@ pub fn step(
     weights: &HashMap<String, Tensor>,
     check_finite: bool,
 ) -> Result<Vec<(String, Tensor)>, InterpError> {
-    let dims = dims(state.batch, state.position);
+    chunk(step_graph, state, inputs, 1, weights, check_finite)
+}
+
+/// Runs `len` positions through a chunk graph (`derive_chunk`; a step graph
+/// for one), continuing `state`; returns each output at those positions.
+pub fn chunk(
+    graph: &Graph,
+    state: &mut StepState,
+    inputs: &HashMap<String, Tensor>,
+    len: usize,
+    weights: &HashMap<String, Tensor>,
+    check_finite: bool,
+) -> Result<Vec<(String, Tensor)>, InterpError> {
+    let dims = dims(graph, state.batch, state.position, len)?;
     let mut bound = inputs.clone();
     bound.extend(state.tensors.iter().map(|(k, v)| (k.clone(), v.clone())));
-    let mut results = run_with(step_graph, &Bindings { dims: &dims, inputs: &bound, weights }, check_finite)?;
-    for (name, next) in results.drain(step_graph.outputs.len()..) {
+    let mut results = run_with(graph, &Bindings { dims: &dims, inputs: &bound, weights }, check_finite)?;
+    for (name, next) in results.drain(graph.outputs.len()..) {
         state.tensors.insert(name, next);
     }
-    state.position += 1;
+    state.position += len;
     Ok(results)
 }

@@ -13,12 +13,18 @@
 //! ring of `n`, or `P` for a cache of every past position. `T` is the number of
 //! positions before this one and `P = T + 1`; both are bound at run time.
 //!
+//! The chunk graph ([`derive_chunk`]) is the same derivation for `L` positions at
+//! once, after the `T` the state holds: a ring's window has `n + L` rows (the
+//! dimension [`ring_window`]`(n)`, `Wn`), a cache's `P = T + L`. Its state inputs
+//! and next states are the step graph's, so a state moves between the two.
+//!
 //! A node that reads the past runs in its window's coordinates: its position index
-//! covers the last window row only (`i` becomes `i + W - 1`), an operand with a
-//! shorter window (or none) is read `W - Wx` rows earlier, and ring slots before
-//! position 0, which parallel mode does not have, are excluded by a condition.
-//! Bodies are shift-invariant (the state analysis relies on it as well), so only
-//! `rope` needs the absolute position: `T`.
+//! covers the window's last rows only (`i` becomes `i + n`, or `i + T` in a
+//! cache), an operand with a shorter window (or none) is read that many rows
+//! fewer earlier, and ring slots before position 0, which parallel mode does not
+//! have, are excluded by a condition. Bodies are shift-invariant (the state
+//! analysis relies on it as well), so only `rope` needs the absolute position:
+//! `T` plus the row.
 
 use crate::analysis::state::{position_axis, retention, Positions};
 use crate::ir::ops::{Generic, ScanOp, ScanStmt, StateInit};
@@ -28,7 +34,8 @@ use crate::syntax::ast::DType;
 
 /// Positions consumed before this step (a step graph's dimension).
 pub const POSITION: &str = "T";
-/// Positions up to and including this one: `T + 1`.
+/// Positions up to and including the last of this run: `T + L` (`T + 1` in a
+/// step).
 pub const WINDOW: &str = "P";
 
 /// A graph step mode cannot run (yet): where, and why.
@@ -39,10 +46,41 @@ pub struct StepError {
     pub what: String,
 }
 
-/// The step graph of a parallel graph.
+/// The name of the dimension `n + L`: a ring of `n` past positions and a
+/// chunk's `L` (a chunk graph's window).
+pub fn ring_window(n: i64) -> String {
+    format!("W{n}")
+}
+
+/// Every dimension a step or chunk graph reads, by name: `B` sequences, `L`
+/// positions in this chunk (1 for a step) after `T` (`position`) the state
+/// holds. `None` for a name no derived graph has.
+pub fn dim_value(name: &str, batch: usize, position: usize, len: usize) -> Option<usize> {
+    match name {
+        "B" => Some(batch),
+        crate::sema::types::SEQ => Some(len),
+        POSITION => Some(position),
+        WINDOW => Some(position + len),
+        ring => ring.strip_prefix('W')?.parse::<usize>().ok().map(|n| n + len),
+    }
+}
+
+/// The step graph of a parallel graph: one position.
 pub fn derive(g: &Graph) -> Result<Graph, StepError> {
+    derive_rows(g, ONE)
+}
+
+/// The chunk graph of a parallel graph: `L` positions after those the state
+/// holds, from and to the step graph's state.
+pub fn derive_chunk(g: &Graph) -> Result<Graph, StepError> {
+    derive_rows(g, Dim::Sym(crate::sema::types::SEQ.into()))
+}
+
+/// The derivation for `rows` positions at a time.
+fn derive_rows(g: &Graph, rows: Dim) -> Result<Graph, StepError> {
     let mut d = Deriver {
         g,
+        rows,
         out: Graph::new(g.name.clone()),
         cur: vec![None; g.types.len()],
         window: vec![None; g.types.len()],
@@ -70,11 +108,13 @@ pub fn derive(g: &Graph) -> Result<Graph, StepError> {
 
 struct Deriver<'g> {
     g: &'g Graph,
+    /// Positions per run: one, or `L`.
+    rows: Dim,
     out: Graph,
-    /// Each parallel value's current row in the step graph.
+    /// Each parallel value's current rows in the derived graph.
     cur: Vec<Option<ValueId>>,
-    /// The window of each value whose past is kept, and its length.
-    window: Vec<Option<(ValueId, Dim)>>,
+    /// The window of each value whose past is kept, and the past it holds.
+    window: Vec<Option<(ValueId, Past)>>,
     /// The extent of a value's later `L` axes (a window's, as attention scores').
     hist: Vec<Option<Dim>>,
     /// Printed value numbers of the parallel graph, for state names.
@@ -84,27 +124,34 @@ struct Deriver<'g> {
 
 const ONE: Dim = Dim::Known(1);
 
-fn window_dim() -> Dim {
-    Dim::Sym(WINDOW.into())
+/// The past positions a window holds before the current rows.
+#[derive(Clone, Debug, PartialEq)]
+enum Past {
+    /// The last `n` (none: no window).
+    Ring(i64),
+    /// Every one, `T`.
+    All,
 }
 
-/// The longer of two window lengths (`P` is longer than any ring).
-fn longer(a: Dim, b: &Dim) -> Dim {
+const NONE: Past = Past::Ring(0);
+
+/// The longer of two pasts.
+fn longer(a: Past, b: &Past) -> Past {
     match (&a, b) {
-        (Dim::Known(x), Dim::Known(y)) => Dim::Known(*x.max(y)),
-        (Dim::Sym(_), _) => a,
+        (Past::Ring(x), Past::Ring(y)) => Past::Ring(*x.max(y)),
+        (Past::All, _) => a,
         _ => b.clone(),
     }
 }
 
-/// `w - wx` rows, as an index expression; `None` when equal.
-fn rows_between(w: &Dim, wx: &Dim) -> Option<Scalar> {
-    match (w, wx) {
-        _ if w == wx => None,
-        (Dim::Known(a), Dim::Known(b)) => Some(Scalar::Const((a - b) as f64)),
-        (Dim::Sym(s), Dim::Known(b)) => {
-            Some(Scalar::apply(ScalarFn::Sub, vec![Scalar::Size(s.to_string()), Scalar::Const(*b as f64)]))
-        }
+/// `a - b` rows, as an index expression; `None` when equal.
+fn rows_between(a: &Past, b: &Past) -> Option<Scalar> {
+    let t = || Scalar::Size(POSITION.into());
+    match (a, b) {
+        _ if a == b => None,
+        (Past::Ring(x), Past::Ring(y)) => Some(Scalar::Const((x - y) as f64)),
+        (Past::All, Past::Ring(0)) => Some(t()),
+        (Past::All, Past::Ring(y)) => Some(Scalar::apply(ScalarFn::Sub, vec![t(), Scalar::Const(*y as f64)])),
         _ => unreachable!("a node's window is the longest of its operands'"),
     }
 }
@@ -116,6 +163,16 @@ impl Deriver<'_> {
 
     fn cur(&self, v: ValueId) -> ValueId {
         self.cur[v.0 as usize].expect("operands come first")
+    }
+
+    /// The rows of a window holding `past` before the current rows.
+    fn len(&self, past: &Past) -> Dim {
+        match (past, &self.rows) {
+            (Past::Ring(0), rows) => rows.clone(),
+            (Past::Ring(n), Dim::Known(r)) => Dim::Known(n + r),
+            (Past::Ring(n), _) => Dim::Sym(ring_window(*n).into()),
+            (Past::All, _) => Dim::Sym(WINDOW.into()),
+        }
     }
 
     /// `ty` with its position axis `pos` long and its later `L` axes `hist` long.
@@ -137,7 +194,7 @@ impl Deriver<'_> {
     fn node(&mut self, node: &crate::ir::Node) -> Result<(), StepError> {
         let g = self.g;
         // A generic reads the window of an operand only if it reads its past.
-        let windowed: Vec<Option<(ValueId, Dim)>> = match &node.op {
+        let windowed: Vec<Option<(ValueId, Past)>> = match &node.op {
             Op::Generic(gen) | Op::Attention(gen) => {
                 let past = reads_past(gen, &node.operands, g);
                 node.operands
@@ -148,7 +205,8 @@ impl Deriver<'_> {
             }
             _ => node.operands.iter().map(|v| self.window[v.0 as usize].clone()).collect(),
         };
-        let w = windowed.iter().flatten().fold(ONE, |a, (_, d)| longer(a, d));
+        let w = windowed.iter().flatten().fold(NONE, |a, (_, d)| longer(a, d));
+        let rows = self.rows.clone();
         let operand_hist = node.operands.iter().find_map(|v| self.hist[v.0 as usize].clone());
         let results: Vec<ValueId> = match &node.op {
             Op::Generic(gen) | Op::Attention(gen) => {
@@ -156,7 +214,7 @@ impl Deriver<'_> {
                 let types = node
                     .results
                     .iter()
-                    .map(|r| self.ty(g.ty(*r), &ONE, hist.as_ref()))
+                    .map(|r| self.ty(g.ty(*r), &rows, hist.as_ref()))
                     .collect::<Result<Vec<_>, _>>()?;
                 for r in &node.results {
                     self.hist[r.0 as usize] = hist.clone();
@@ -165,20 +223,20 @@ impl Deriver<'_> {
                 self.out.add(op, operands, types)
             }
             Op::Scan(scan) => {
-                if w != ONE {
+                if w != NONE {
                     return Err(self.error("a scan that reads earlier positions of its operands"));
                 }
                 return self.scan(scan, node);
             }
-            Op::Conv1d { .. } | Op::FftConv if w != ONE => {
-                // Convolve the window; its last row is this position's.
+            Op::Conv1d { .. } | Op::FftConv if w != NONE => {
+                // Convolve the window; its last rows are these positions'.
                 let x = node.operands[0];
                 let axis = position_axis(g.ty(x)).expect("a convolution runs along L");
                 let mut operands = vec![self.window[x.0 as usize].as_ref().expect("w > 1").0];
                 operands.extend(node.operands[1..].iter().map(|v| self.cur(*v)));
                 let ty = g.ty(node.results[0]);
-                let full = self.out.add1(node.op.clone(), operands, self.ty(ty, &w, None)?);
-                vec![self.out.add1(Op::Tail { axis }, vec![full], self.ty(ty, &ONE, None)?)]
+                let full = self.out.add1(node.op.clone(), operands, self.ty(ty, &self.len(&w), None)?);
+                vec![self.out.add1(Op::Tail { axis }, vec![full], self.ty(ty, &rows, None)?)]
             }
             Op::StateInput { .. } | Op::Append { .. } | Op::Tail { .. } => {
                 return Err(self.error("the graph is already a step graph"))
@@ -189,7 +247,7 @@ impl Deriver<'_> {
                 let types = node
                     .results
                     .iter()
-                    .map(|r| self.ty(g.ty(*r), &ONE, operand_hist.as_ref()))
+                    .map(|r| self.ty(g.ty(*r), &rows, operand_hist.as_ref()))
                     .collect::<Result<Vec<_>, _>>()?;
                 for r in &node.results {
                     self.hist[r.0 as usize] = operand_hist.clone();
@@ -209,28 +267,28 @@ impl Deriver<'_> {
         &self,
         gen: &Generic,
         operands: &[ValueId],
-        windowed: &[Option<(ValueId, Dim)>],
-        w: &Dim,
+        windowed: &[Option<(ValueId, Past)>],
+        w: &Past,
         operand_hist: Option<Dim>,
     ) -> Result<(Box<Generic>, Vec<ValueId>, Option<Dim>), StepError> {
         let pos = gen.vars[..gen.rank].iter().position(|v| v.extent.is_seq());
         // Indices walking the past range over this node's window, or, when it
         // keeps no window, over the history axis of what it reads.
-        let hist = if *w != ONE { Some(w.clone()) } else { operand_hist };
+        let hist = if *w != NONE { Some(self.len(w)) } else { operand_hist };
         let mut vars = gen.vars.clone();
         let mut walkers = Vec::new();
         for (k, v) in vars.iter_mut().enumerate() {
             if v.extent.is_seq() {
                 if Some(k) == pos {
-                    v.extent = ONE;
+                    v.extent = self.rows.clone();
                 } else {
                     v.extent = hist.clone().ok_or_else(|| self.error("a reduction over positions it does not keep"))?;
                     walkers.push(k as u32);
                 }
             }
         }
-        let shift = rows_between(w, &ONE);
-        let operand_windows: Vec<Dim> = windowed.iter().map(|w| w.as_ref().map_or(ONE, |(_, d)| d.clone())).collect();
+        let shift = rows_between(w, &NONE);
+        let operand_windows: Vec<Past> = windowed.iter().map(|w| w.as_ref().map_or(NONE, |(_, d)| d.clone())).collect();
         let mut bad_size = false;
         let mut rewrite = |e: Scalar| -> Scalar {
             match e {
@@ -264,13 +322,13 @@ impl Deriver<'_> {
         if bad_size {
             return Err(self.error("a body that reads the sequence length"));
         }
-        // Ring slots before position 0: window row `j` is position `j + P - W`.
-        if let Dim::Known(n) = w {
-            for j in walkers.iter().filter(|_| *n > 1) {
+        // Ring slots before position 0: window row `j` is position `j + T - n`.
+        if let Past::Ring(n) = w {
+            for j in walkers.iter().filter(|_| *n > 0) {
                 let live = Scalar::apply(
                     ScalarFn::Ge,
                     vec![
-                        Scalar::apply(ScalarFn::Add, vec![Scalar::Index(*j), Scalar::Size(WINDOW.into())]),
+                        Scalar::apply(ScalarFn::Add, vec![Scalar::Index(*j), Scalar::Size(POSITION.into())]),
                         Scalar::Const(*n as f64),
                     ],
                 );
@@ -288,18 +346,19 @@ impl Deriver<'_> {
         Ok((Box::new(Generic { vars, rank: gen.rank, body, cond }), new_operands, hist))
     }
 
-    /// A scan over this position: each state starts from a `state` input and is
-    /// also returned, after the update, by an extra output.
+    /// A scan over these positions: each state starts from a `state` input and
+    /// is also returned, after the last update, by an extra output.
     fn scan(&mut self, scan: &ScanOp, node: &crate::ir::Node) -> Result<(), StepError> {
         let g = self.g;
         let mut scan = scan.clone();
         for v in &mut scan.vars {
             if v.extent.is_seq() {
-                v.extent = ONE;
+                v.extent = self.rows.clone();
             }
         }
         let mut operands: Vec<ValueId> = node.operands.iter().map(|v| self.cur(*v)).collect();
-        let mut types = node.results.iter().map(|r| self.ty(g.ty(*r), &ONE, None)).collect::<Result<Vec<_>, _>>()?;
+        let mut types =
+            node.results.iter().map(|r| self.ty(g.ty(*r), &self.rows, None)).collect::<Result<Vec<_>, _>>()?;
         let mut names = Vec::new();
         for (k, st) in scan.states.iter_mut().enumerate() {
             let StateInit::Const(init) = st.init else {
@@ -331,24 +390,25 @@ impl Deriver<'_> {
 
     /// Keeps `p` past positions of `v`: a state input, the window, the next state.
     fn keep(&mut self, v: ValueId, p: Positions, origin: &str) -> Result<(), StepError> {
-        let (kept, len) = match p {
+        let (kept, past) = match p {
             Positions::Last(0) => return Ok(()),
-            Positions::Last(n) => (Dim::Known(n), Dim::Known(n + 1)),
-            Positions::All => (Dim::Sym(POSITION.into()), window_dim()),
+            Positions::Last(n) => (Dim::Known(n), Past::Ring(n)),
+            Positions::All => (Dim::Sym(POSITION.into()), Past::All),
         };
+        let len = self.len(&past);
         let ty = self.g.ty(v);
         let axis = position_axis(ty).expect("only values along L have a past");
         let hist = self.hist[v.0 as usize].clone();
         let state_ty = self.ty(ty, &kept, hist.as_ref())?;
         let name = format!("{origin}:%{}", self.number[v.0 as usize]);
-        let past = self.out.add1(Op::StateInput { name: name.clone(), init: 0.0 }, Vec::new(), state_ty.clone());
-        let window = self.out.add1(Op::Append { axis }, vec![past, self.cur(v)], self.ty(ty, &len, hist.as_ref())?);
+        let input = self.out.add1(Op::StateInput { name: name.clone(), init: 0.0 }, Vec::new(), state_ty.clone());
+        let window = self.out.add1(Op::Append { axis }, vec![input, self.cur(v)], self.ty(ty, &len, hist.as_ref())?);
         let next = match p {
             Positions::Last(_) => self.out.add1(Op::Tail { axis }, vec![window], state_ty),
             Positions::All => window,
         };
         self.out.next_states.push((name, next));
-        self.window[v.0 as usize] = Some((window, len));
+        self.window[v.0 as usize] = Some((window, past));
         Ok(())
     }
 }

@@ -393,6 +393,11 @@ fn chunkable(scan: &ScanOp, layout: &emit::ScanLayout) -> Option<Vec<Scalar>> {
     if matches!(scan.vars[scan.axis as usize].extent, Dim::Known(n) if n < 2 * MIN_CHUNK) {
         return None;
     }
+    // An output without the scan axis (a chunk graph's next state) holds the
+    // last position's value: every chunk would write its own.
+    if scan.outputs.iter().any(|o| !o.left.contains(&scan.axis)) {
+        return None;
+    }
     if scan.updates.len() != scan.states.len() {
         return None;
     }
