@@ -505,6 +505,9 @@ pub fn json(a: &Analysis, req: &Request, p: &Profile) -> serde_json::Value {
     })
 }
 
+/// Named lines of `(length, value)` points, one panel's.
+type Series = Vec<(String, Vec<(f64, f64)>)>;
+
 /// Time and memory against `L`, log-log: one line per layer kind and the total,
 /// the budget as a horizontal line.
 pub fn plot(a: &Analysis, req: &Request, p: &Profile, path: &Path) -> Result<(), String> {
@@ -517,7 +520,7 @@ pub fn plot(a: &Analysis, req: &Request, p: &Profile, path: &Path) -> Result<(),
     let (left, right) = root.split_horizontally(500);
     let colors = [RED, BLUE, GREEN, MAGENTA, CYAN, BLACK, RGBColor(200, 120, 0), RGBColor(120, 60, 200)];
     let series = |f: &dyn Fn(usize, f64) -> f64| -> Vec<(String, Vec<(f64, f64)>)> {
-        let mut out: Vec<(String, Vec<(f64, f64)>)> = a
+        let mut out: Series = a
             .groups
             .iter()
             .enumerate()
@@ -527,8 +530,9 @@ pub fn plot(a: &Analysis, req: &Request, p: &Profile, path: &Path) -> Result<(),
         out.push(("total".into(), total));
         out
     };
-    let panels: [(&DrawingArea<SVGBackend, plotters::coord::Shift>, &str, Vec<(String, Vec<(f64, f64)>)>, Option<f64>);
-        2] = [
+    // A drawing area, its title, its lines and the budget line it draws.
+    type Panel<'a, 'b> = (&'a DrawingArea<SVGBackend<'b>, plotters::coord::Shift>, &'a str, Series, Option<f64>);
+    let panels: [Panel; 2] = [
         (&left, "estimated time (s)", series(&|k, l| a.time(k, p, b, l)), None),
         (
             &right,

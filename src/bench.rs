@@ -50,6 +50,7 @@ fn progress(total: u64, quiet: bool, what: &str) -> ProgressBar {
 
 /// What to time: a model compiled from its checked source now, or an artifact
 /// (`seqc compile -o DIR`) loaded.
+#[allow(clippy::large_enum_variant)] // one per run
 pub enum Subject {
     Source(CheckedModel),
     Artifact(PathBuf),

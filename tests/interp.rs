@@ -147,10 +147,10 @@ fn builtin_layers_match_their_definitions() {
         let conv = |c: usize| {
             let w = &weights["conv.weight"].data[c * 3..c * 3 + 3];
             let mut acc = weights["conv.bias"].data[c];
-            for k in 0..3 {
+            for (k, wk) in w.iter().enumerate() {
                 let src = l as i64 - 2 + k as i64;
                 if src >= 0 {
-                    acc += w[k] * x.data[src as usize * 2 + c];
+                    acc += wk * x.data[src as usize * 2 + c];
                 }
             }
             acc

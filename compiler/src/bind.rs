@@ -57,12 +57,15 @@ pub fn weights(model: &CheckedModel, stored: Vec<(String, Stored)>) -> Result<Ha
     }
 }
 
+/// Sizes of the symbolic dimensions, by name.
+type Dims = HashMap<String, usize>;
+
 /// Checks inputs against the model's declarations and infers the symbolic
 /// dimensions from their shapes.
 pub fn inputs(
     model: &CheckedModel,
     stored: Vec<(String, Stored)>,
-) -> Result<(HashMap<String, usize>, HashMap<String, Tensor>), BindError> {
+) -> Result<(Dims, HashMap<String, Tensor>), BindError> {
     let described: Vec<InputOf> =
         stored.iter().map(|(n, s)| InputOf { name: n, dtype: s.dtype, shape: &s.tensor.shape }).collect();
     let dims = input_dims(model, &described)?;

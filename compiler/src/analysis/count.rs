@@ -123,7 +123,7 @@ impl fmt::Display for Count {
         }
         // Highest order first.
         let mut terms: Vec<(&(i32, i32, Series), &f64)> = self.terms.iter().collect();
-        terms.sort_by(|a, b| (b.0 .1, b.0 .2, b.0 .0).cmp(&(a.0 .1, a.0 .2, a.0 .0)));
+        terms.sort_by_key(|t| std::cmp::Reverse((t.0 .1, t.0 .2, t.0 .0)));
         for (i, ((b, l, s), c)) in terms.into_iter().enumerate() {
             let mut factors: Vec<String> = Vec::new();
             let (sign, c) = if *c < 0.0 { ("-", -c) } else { ("+", *c) };

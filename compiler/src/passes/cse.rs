@@ -9,7 +9,7 @@ pub fn run(g: &mut Graph) {
     let mut replace: Vec<ValueId> = (0..g.types.len() as u32).map(ValueId).collect();
     let mut kept: Vec<usize> = Vec::new();
     let mut keep = vec![true; g.nodes.len()];
-    for i in 0..g.nodes.len() {
+    for (i, keep_i) in keep.iter_mut().enumerate() {
         let operands: Vec<ValueId> = g.nodes[i].operands.iter().map(|o| replace[o.0 as usize]).collect();
         g.nodes[i].operands = operands;
         let same = kept.iter().copied().find(|&j| {
@@ -21,7 +21,7 @@ pub fn run(g: &mut Graph) {
                 for (r, s) in g.nodes[i].results.clone().iter().zip(g.nodes[j].results.clone()) {
                     replace[r.0 as usize] = s;
                 }
-                keep[i] = false;
+                *keep_i = false;
             }
             None => kept.push(i),
         }

@@ -24,7 +24,7 @@ pub fn run(g: &mut Graph) {
             for st in updates.iter_mut().chain(outputs.iter_mut()) {
                 let reduced = reduction_vars(&st.body);
                 let body = std::mem::replace(&mut st.body, Scalar::Const(0.0));
-                st.body = hoist(body, axis, &reduced, vars, &mut operands, &mut hoisted, g);
+                st.body = hoist(body, axis, &reduced, vars, &mut operands, &mut hoisted);
             }
             if !hoisted.is_empty() {
                 let before = g.nodes.len();
@@ -106,7 +106,6 @@ fn hoist(
     vars: &[LoopVar],
     operands: &mut Vec<ValueId>,
     hoisted: &mut Vec<(Node, TensorTy)>,
-    g: &Graph,
 ) -> Scalar {
     let loads_only_operands = |x: &Scalar| {
         let mut ks = Vec::new();
@@ -134,7 +133,7 @@ fn hoist(
         };
     }
     let go = |x: Scalar, operands: &mut Vec<ValueId>, hoisted: &mut Vec<(Node, TensorTy)>| {
-        hoist(x, axis, reduced, vars, operands, hoisted, g)
+        hoist(x, axis, reduced, vars, operands, hoisted)
     };
     match e {
         Scalar::Apply(f, a) => Scalar::Apply(f, a.into_iter().map(|x| go(x, operands, hoisted)).collect()),

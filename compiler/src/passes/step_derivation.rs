@@ -124,6 +124,10 @@ struct Deriver<'g> {
 
 const ONE: Dim = Dim::Known(1);
 
+/// A generic in window coordinates, its operands, and the extent of its
+/// results' later `L` axes.
+type InWindow = (Box<Generic>, Vec<ValueId>, Option<Dim>);
+
 /// The past positions a window holds before the current rows.
 #[derive(Clone, Debug, PartialEq)]
 enum Past {
@@ -270,7 +274,7 @@ impl Deriver<'_> {
         windowed: &[Option<(ValueId, Past)>],
         w: &Past,
         operand_hist: Option<Dim>,
-    ) -> Result<(Box<Generic>, Vec<ValueId>, Option<Dim>), StepError> {
+    ) -> Result<InWindow, StepError> {
         let pos = gen.vars[..gen.rank].iter().position(|v| v.extent.is_seq());
         // Indices walking the past range over this node's window, or, when it
         // keeps no window, over the history axis of what it reads.

@@ -56,6 +56,9 @@ fn err(what: impl Into<String>) -> ScheduleError {
     ScheduleError(what.into())
 }
 
+/// What a loop nest emits inside its loops.
+type Inner<'a, S> = dyn FnMut(&mut S, &mut Vec<Stmt>) -> Result<(), ScheduleError> + 'a;
+
 impl<'a> Emitter<'a> {
     pub fn new(dims: &'a [String], loop_vars: &'a [LoopVar], params: Vec<Param>, cond: Option<&'a Scalar>) -> Self {
         Emitter {
@@ -119,7 +122,7 @@ impl<'a> Emitter<'a> {
         &mut self,
         vars: &[u32],
         out: &mut Vec<Stmt>,
-        inner: &mut dyn FnMut(&mut Self, &mut Vec<Stmt>) -> Result<(), ScheduleError>,
+        inner: &mut Inner<'_, Self>,
     ) -> Result<(), ScheduleError> {
         self.nest_within(vars, false, out, inner)
     }
@@ -132,7 +135,7 @@ impl<'a> Emitter<'a> {
         vars: &[u32],
         bounded: bool,
         out: &mut Vec<Stmt>,
-        inner: &mut dyn FnMut(&mut Self, &mut Vec<Stmt>) -> Result<(), ScheduleError>,
+        inner: &mut Inner<'_, Self>,
     ) -> Result<(), ScheduleError> {
         let Some((&v, rest)) = vars.split_first() else { return inner(self, out) };
         let var = self.var();

@@ -91,6 +91,9 @@ pub struct CheckedModel {
 
 /// What a checked file holds.
 #[derive(Clone, Debug)]
+// One per check: boxing the model would save nothing worth an indirection at
+// every use.
+#[allow(clippy::large_enum_variant)]
 pub enum Checked {
     Model(CheckedModel),
     /// A file of layers alone: the names of the layers it defines.
