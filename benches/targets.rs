@@ -114,6 +114,38 @@ model exps {
     (8 * reps * b * l * 4096) as f64 / secs
 }
 
+/// Tokens per second of a `len`-token prompt of the 130M Mamba (random
+/// weights) through `forward_from`, `forward` and steps: the second of two
+/// runs each (the first compiles), steps over the first 32 positions.
+fn prompt_rates(codegen: seqc_runtime::Codegen, len: usize) -> (f64, f64, f64) {
+    use seqc_runtime::{Model, Options, Tensor};
+    let options = Options { codegen, ..Default::default() };
+    let model = Model::compile_file("dsl-examples/mamba.seq", &options).expect("mamba compiles").init_weights(0);
+    let ids: Vec<u32> = (0..len as u32).map(|i| i * 7919 % 50000).collect();
+    let prompt = [("tokens", Tensor::from_ids(vec![1, len], &ids))];
+    let rate = |run: &dyn Fn()| {
+        run();
+        len as f64 / best(1, run)
+    };
+    let from = rate(&|| {
+        let mut state = model.new_state(1).expect("a state");
+        model.forward_from(&mut state, &prompt).expect("forward_from runs");
+    });
+    let whole = rate(&|| {
+        model.forward(&prompt).expect("forward runs");
+    });
+    let steps = 32;
+    let mut state = model.new_state(1).expect("a state");
+    let one = |t: usize| [("tokens", Tensor::from_ids(vec![1, 1], &ids[t..t + 1]))];
+    model.step(&mut state, &one(0)).expect("a step");
+    let secs = best(1, || {
+        for t in 1..=steps {
+            model.step(&mut state, &one(t)).expect("a step");
+        }
+    });
+    (from, whole, steps as f64 / secs)
+}
+
 fn row(what: &str, measured: String, target: String, note: String) {
     println!("{what:<46} {measured:>18} {target:>22}   {note}");
 }
@@ -259,6 +291,16 @@ fn rows(codegen: seqc_runtime::Codegen, bounds: &Bounds) {
             format!("peak {:.0} MB; ratios to candle: cargo bench --bench vs_candle", num(&r, "peak_bytes") / 1e6),
         );
     }
+
+    // A prompt through `forward_from` (the chunk graph, from and to a state)
+    // against `forward` on the same tokens and against steps, in this process.
+    let (from, whole, step) = prompt_rates(codegen, 512);
+    row(
+        "mamba 130M forward_from L=512 (tok/s)",
+        format!("{from:.0}"),
+        "a prefill's rate".into(),
+        format!("forward {whole:.0} tok/s; one step at a time {step:.0} tok/s"),
+    );
 
     // Compile time, source to runnable, both modes of the 24-layer model.
     let r = seqc_bench(&["dsl-examples/mamba.seq", "--seq-len", "1", "--mode", "decode", "--iters", "1"]);
