@@ -179,7 +179,8 @@ fn one_model_serves_several_threads() {
 
 /// A state saved mid-sequence and loaded again, or cloned, continues exactly as
 /// the original (prefix caching, rollback), for a model with every kind of state:
-/// scan states, convolution windows and key/value caches.
+/// scan states, convolution windows and key/value caches. A state of another
+/// batch size or another model is refused, and no positions change nothing.
 #[test]
 fn states_clone_save_and_restore() {
     let m = models().into_iter().find(|(n, _)| n == "hybrid.seq").map(|(_, m)| m).unwrap();
@@ -208,6 +209,31 @@ fn states_clone_save_and_restore() {
     // A state of another batch size is refused, not misread.
     let mut small = model.new_state(1).unwrap();
     assert!(model.step(&mut small, &at(0)).is_err());
+    // No positions: empty outputs, the state as it was.
+    let before = state.clone();
+    let none: Vec<(&str, Tensor)> = inputs
+        .iter()
+        .map(|(k, v)| {
+            let mut shape = v.shape.clone();
+            shape[1] = 0;
+            (k.as_str(), Tensor::new(shape, Vec::new()))
+        })
+        .collect();
+    let outs = model.forward_from(&mut state, &none).unwrap();
+    assert_eq!(outs.len(), m.outputs.len(), "every output, empty");
+    assert!(outs.iter().all(|(_, t)| t.shape[..2] == [2, 0] && t.data.is_empty()));
+    assert_eq!(state, before, "no positions leave the state");
+    // Another model's state is refused, by the piece it lacks, and not changed.
+    let other = models().into_iter().find(|(n, _)| n == "mamba.seq").map(|(_, m)| m).unwrap();
+    let other = Model::from_checked(other).unwrap().init_weights(3);
+    let mut foreign = other.new_state(2).unwrap();
+    let untouched = foreign.clone();
+    let whole: Vec<(&str, Tensor)> = inputs.iter().map(|(k, v)| (k.as_str(), f32s(v))).collect();
+    for what in [&at(0), &whole] {
+        let e = model.forward_from(&mut foreign, what).unwrap_err().to_string();
+        assert!(e.contains("another model's"), "{e}");
+        assert_eq!(foreign, untouched);
+    }
 }
 
 /// Long filters take the FFT path of the convolution call (the small configs

@@ -597,6 +597,13 @@ impl Model {
         len: usize,
     ) -> Result<Vec<(String, Tensor)>, Error> {
         let m = &program.module;
+        for b in &m.buffers {
+            if let Role::State { name, .. } = &b.role {
+                if state.get(name).is_none() {
+                    return Err(Error::Input(format!("the state holds no `{name}`: it is another model's")));
+                }
+            }
+        }
         let names = m.dims.iter().map(|d| d.as_str());
         let run_dims: HashMap<&str, usize> = names
             .filter_map(|d| step_derivation::dim_value(d, state.batch, state.position, len).map(|v| (d, v)))
@@ -620,6 +627,11 @@ impl Model {
             return Err(Error::Input(format!("the state holds {} sequences, the inputs {}", state.batch, dims["B"])));
         }
         match &self.chunk {
+            // No positions: empty outputs, and the state as it was.
+            _ if len == 0 => {
+                let dims = HashMap::from([("B", state.batch), ("L", 0)]);
+                Ok(self.named_outputs(vec![Vec::new(); self.checked.outputs.len()], &dims))
+            }
             Some(mode) if len > 1 => {
                 let program = self.derived(mode, step_derivation::derive_chunk)?;
                 self.run_from(program, state, &data, len)
