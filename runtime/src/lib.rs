@@ -1,6 +1,7 @@
 //! seqc's runtime: compiles a `.seq` model for the CPU and runs it from Rust, on
-//! whole sequences ([`Model::forward`]) or one position at a time with a state
-//! whose layout the compiler derived ([`Model::new_state`], [`Model::step`]).
+//! whole sequences ([`Model::forward`]), or from a state whose layout the
+//! compiler derived ([`Model::new_state`]): one position at a time
+//! ([`Model::step`]) or several at once ([`Model::forward_from`]).
 //!
 //! ```no_run
 //! use seqc_runtime::{Model, Options, Tensor};
@@ -11,9 +12,9 @@
 //! # Ok::<(), seqc_runtime::Error>(())
 //! ```
 //!
-//! Both modes run compiled code: the parallel graph after the passes, and the
-//! step graph derived from it, each scheduled into kernels and compiled by
-//! Cranelift; dense products call `gemm`.
+//! Every mode runs compiled code: the parallel graph after the passes, and the
+//! step and chunk graphs derived from it, each scheduled into kernels and
+//! compiled by Cranelift (or LLVM); dense products call `gemm`.
 
 mod artifact;
 mod attention;
