@@ -598,20 +598,27 @@ impl Model {
         len: usize,
     ) -> Result<Vec<(String, Tensor)>, Error> {
         let m = &program.module;
-        for b in &m.buffers {
-            if let Role::State { name, .. } = &b.role {
-                if state.get(name).is_none() {
-                    return Err(Error::Input(format!("the state holds no `{name}`: it is another model's")));
-                }
-            }
-        }
         let names = m.dims.iter().map(|d| d.as_str());
         let run_dims: HashMap<&str, usize> = names
             .filter_map(|d| step_derivation::dim_value(d, state.batch, state.position, len).map(|v| (d, v)))
             .collect();
         let mut next = state.take_spare(m.next_states.len());
         let source = Bound { inputs: data, weights: &self.weights, products: &self.products, states: Some(state) };
-        let outs = program.run(&run_dims, &source, &mut next).map_err(Error::Compiler)?;
+        let outs = match program.run(&run_dims, &source, &mut next) {
+            Ok(outs) => outs,
+            // Binding fails before any launch, so the state is as it was; one
+            // that lacks a piece of this model's is the caller's mistake.
+            Err(e) => {
+                let missing = m.buffers.iter().find_map(|b| match &b.role {
+                    Role::State { name, .. } if state.get(name).is_none() => Some(name),
+                    _ => None,
+                });
+                return Err(match missing {
+                    Some(name) => Error::Input(format!("the state holds no `{name}`: it is another model's")),
+                    None => Error::Compiler(e),
+                });
+            }
+        };
         state.advance(m, next, len);
         let dims = HashMap::from([("B", state.batch), ("L", len)]);
         Ok(self.named_outputs(outs, &dims))
