@@ -640,11 +640,13 @@ impl Model {
                 let dims = HashMap::from([("B", state.batch), ("L", 0)]);
                 Ok(self.named_outputs(vec![Vec::new(); self.checked.outputs.len()], &dims))
             }
-            Some(mode) if len > 1 => {
+            // One position: a step, on the inputs bound above.
+            _ if len == 1 => self.run_from(self.step_program()?, state, &data, 1),
+            Some(mode) => {
                 let program = self.derived(mode, step_derivation::derive_chunk)?;
                 self.run_from(program, state, &data, len)
             }
-            _ => self.forward_steps(state, inputs),
+            None => self.forward_steps(state, inputs),
         }
     }
 
