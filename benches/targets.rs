@@ -146,6 +146,30 @@ fn prompt_rates(codegen: seqc_runtime::Codegen, len: usize) -> (f64, f64, f64) {
     (from, whole, steps as f64 / secs)
 }
 
+/// Requests of `lengths` tokens through `forward_packed` (the packed graph:
+/// sequences back to back, no padding) and through `forward` on the same
+/// requests right-padded to the longest: tokens per second of requests, each.
+fn packed_rates(codegen: seqc_runtime::Codegen, file: &str, config: &str, lengths: &[usize]) -> (f64, f64) {
+    use seqc_runtime::{Model, Options, Tensor};
+    let options = Options { codegen, config: config.into(), ..Default::default() };
+    let model = Model::compile_file(file, &options).expect("the model compiles").init_weights(0);
+    let (total, longest) = (lengths.iter().sum::<usize>(), *lengths.iter().max().expect("requests"));
+    let id = |i: usize| (i * 7919 % 1000) as u32;
+    let packed = [("tokens", Tensor::from_ids(vec![1, total], &(0..total).map(id).collect::<Vec<_>>()))];
+    let padded_ids: Vec<u32> =
+        lengths.iter().flat_map(|&n| (0..longest).map(move |t| if t < n { id(t) } else { 0 })).collect();
+    let padded = [("tokens", Tensor::from_ids(vec![lengths.len(), longest], &padded_ids))];
+    model.forward_packed(&packed, lengths).expect("forward_packed runs");
+    let packed_s = best(2, || {
+        model.forward_packed(&packed, lengths).expect("forward_packed runs");
+    });
+    model.forward(&padded).expect("forward runs");
+    let padded_s = best(2, || {
+        model.forward(&padded).expect("forward runs");
+    });
+    (total as f64 / packed_s, total as f64 / padded_s)
+}
+
 fn row(what: &str, measured: String, target: String, note: String) {
     println!("{what:<46} {measured:>18} {target:>22}   {note}");
 }
@@ -301,6 +325,22 @@ fn rows(codegen: seqc_runtime::Codegen, bounds: &Bounds) {
         "a prefill's rate".into(),
         format!("forward {whole:.0} tok/s; one step at a time {step:.0} tok/s"),
     );
+
+    // A packed batch of requests of different lengths against the same
+    // requests padded to the longest, in this process.
+    let lengths = [1024, 256, 64, 16, 4];
+    for (file, config) in [
+        ("dsl-examples/mamba.seq", "d_model=768,n_layer=2,vocab=1024"),
+        ("dsl-examples/transformer.seq", "d_model=768,n_layer=2,vocab=1024"),
+    ] {
+        let (packed, padded) = packed_rates(codegen, file, config, &lengths);
+        row(
+            &format!("{} 768x2 packed {lengths:?} (tok/s)", &file[13..file.len() - 4]),
+            format!("{packed:.0}"),
+            "no padding run".into(),
+            format!("padded to the longest {padded:.0} tok/s ({:.2}x)", packed / padded),
+        );
+    }
 
     // Compile time, source to runnable, both modes of the 24-layer model.
     let r = seqc_bench(&["dsl-examples/mamba.seq", "--seq-len", "1", "--mode", "decode", "--iters", "1"]);

@@ -43,7 +43,24 @@ pub fn run(
         crate::Mode::Parallel => model.forward(&ins),
         crate::Mode::Step => model.new_state(batch).and_then(|mut state| model.forward_steps(&mut state, &ins)),
         crate::Mode::Chunk => model.new_state(batch).and_then(|mut state| model.forward_from(&mut state, &ins)),
+        // The batch's sequences back to back in one row, and back.
+        crate::Mode::Packed => {
+            let len = ins.first().map_or(1, |(_, t)| t.shape[1]);
+            let packed: Vec<(&str, seqc_runtime::Tensor)> =
+                ins.into_iter().map(|(n, t)| (n, reshaped(t, 1, batch * len))).collect();
+            model
+                .forward_packed(&packed, &vec![len; batch])
+                .map(|outs| outs.into_iter().map(|(n, t)| (n, reshaped(t, batch, len))).collect())
+        }
     }
     .map_err(|e| e.to_string())?;
     Ok(outs.into_iter().map(|(n, t)| (n, Tensor::new(t.shape, t.data.into_iter().map(f64::from).collect()))).collect())
+}
+
+/// `[B, L, ...]` as `[batch, len, ...]`: the same elements (sequences back to
+/// back are a batch's rows in order).
+fn reshaped(t: seqc_runtime::Tensor, batch: usize, len: usize) -> seqc_runtime::Tensor {
+    let mut shape = t.shape;
+    shape.splice(..2.min(shape.len()), [batch, len]);
+    seqc_runtime::Tensor::new(shape, t.data)
 }

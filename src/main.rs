@@ -116,6 +116,8 @@ enum Mode {
     Step,
     /// Every position at once, from a state (`forward_from`).
     Chunk,
+    /// The batch's sequences back to back in one row (`forward_packed`).
+    Packed,
 }
 
 #[derive(Clone, Copy, ValueEnum, PartialEq)]
@@ -161,7 +163,8 @@ enum Command {
         after: Option<String>,
         /// With `--emit graph|kernel|clif|llvm`: `step` prints the step graph (one
         /// position and the state in, the outputs and the next state out) derived
-        /// after the passes, `chunk` the chunk graph (`L` positions from the state).
+        /// after the passes, `chunk` the chunk graph (`L` positions from the state),
+        /// `packed` the packed graph (sequences back to back, each from its start).
         #[arg(long, value_enum, default_value_t = Mode::Parallel)]
         mode: Mode,
         /// The CPU code generator of an artifact (`-o DIR`).
@@ -394,13 +397,14 @@ fn fail(e: impl std::fmt::Display) -> Reported {
 
 /// Runs a model one position at a time from its derived state; returns the
 /// outputs of every position, joined along `L`.
-/// The graph of `mode`: `g` itself, or its step or chunk graph.
+/// The graph of `mode`: `g` itself, or its step, chunk or packed graph.
 fn derived(g: &seqc_compiler::ir::Graph, mode: Mode) -> Result<seqc_compiler::ir::Graph, Reported> {
     use seqc_compiler::passes::step_derivation::{derive, derive_chunk};
     match mode {
         Mode::Parallel => Ok(g.clone()),
         Mode::Step => derive(g).map_err(fail),
         Mode::Chunk => derive_chunk(g).map_err(fail),
+        Mode::Packed => seqc_compiler::passes::packed_derivation::derive_packed(g).map_err(fail),
     }
 }
 
@@ -434,6 +438,43 @@ fn run_steps(
         .zip(rows)
         .map(|(io, ys)| (io.name.clone(), Tensor::join(&ys.iter().collect::<Vec<_>>(), 1, 0)))
         .collect())
+}
+
+/// Runs a batch's sequences back to back in one row through the packed graph,
+/// and returns the outputs as the batch's rows again.
+fn run_packed(
+    m: &CheckedModel,
+    dims: &std::collections::HashMap<String, usize>,
+    inputs: &std::collections::HashMap<String, Tensor>,
+    weights: &std::collections::HashMap<String, Tensor>,
+    check_finite: bool,
+) -> Result<Vec<(String, Tensor)>, Reported> {
+    use seqc_compiler::passes::packed_derivation::{derive_packed, STARTS};
+    let (batch, len) = (dims.get("B").copied().unwrap_or(1), dims.get("L").copied().unwrap_or(1));
+    seqc_compiler::passes::step_derivation::derive(&m.graph)
+        .map_err(|e| fail(format!("packed batches need a causal model: {e}")))?;
+    let per_position = |io: &&seqc_compiler::sema::Io| io.ty.shape.get(1).is_some_and(|d| d.is_seq());
+    if let Some(io) = m.inputs.iter().chain(&m.outputs).find(|io| !per_position(io)) {
+        return Err(fail(format!(
+            "`{}` is not per position ([B, L, ...]); packed mode needs every input and output to be",
+            io.name
+        )));
+    }
+    let graph = derive_packed(&m.graph).map_err(fail)?;
+    // `[B, L, ...]` as `[rows, cols, ...]`: the same elements.
+    let reshaped = |t: &Tensor, rows: usize, cols: usize| {
+        let mut shape = t.shape.clone();
+        shape.splice(..2.min(shape.len()), [rows, cols]);
+        Tensor::new(shape, t.data.clone())
+    };
+    let mut packed: std::collections::HashMap<String, Tensor> =
+        inputs.iter().map(|(k, t)| (k.clone(), reshaped(t, 1, batch * len))).collect();
+    let starts = (0..batch * len).map(|p| (p - p % len.max(1)) as f64).collect();
+    packed.insert(STARTS.to_string(), Tensor::new(vec![batch * len], starts));
+    let dims = std::collections::HashMap::from([("B".to_string(), 1), ("L".to_string(), batch * len)]);
+    let bindings = interp::Bindings { dims: &dims, inputs: &packed, weights };
+    let outs = interp::run_with(&graph, &bindings, check_finite).map_err(fail)?;
+    Ok(outs.into_iter().map(|(n, t)| (n, reshaped(&t, batch, len))).collect())
 }
 
 /// Checks a file that must hold a model.
@@ -637,6 +678,10 @@ fn run(cli: Cli) -> Result<(), Reported> {
                     let graph = derived(&m.graph, Mode::Chunk)?;
                     let mut state = StepState::new(&derived(&m.graph, Mode::Step)?, batch).map_err(fail)?;
                     chunk(&graph, &mut state, &inputs, len, &w, check_finite).map_err(fail)?
+                }
+                (Engine::Interp, Mode::Packed) => {
+                    passes::run_until(&mut m.graph, None).map_err(|e| fail(format!("internal compiler error: {e}")))?;
+                    run_packed(&m, &dims, &inputs, &w, check_finite)?
                 }
                 (Engine::Cpu, mode) => {
                     let how = compiled::How {

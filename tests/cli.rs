@@ -258,7 +258,7 @@ fn init_then_run() {
     ]);
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("missing input `tokens` (expected [B, L])"), "{}", stderr(&o));
-    // Step and chunk mode and the interpreter, in every mode, write the same
+    // Step, chunk and packed mode and the interpreter, in every mode, write the same
     // outputs to float rounding (the compiled engine is f32 inside, the
     // interpreter f64).
     let scale = tensors[0].1.tensor.data.iter().fold(0f64, |m, v| m.max(v.abs()));
@@ -270,6 +270,9 @@ fn init_then_run() {
         ("interp.safetensors", &["--engine", "interp"][..]),
         ("interp-step.safetensors", &["--engine", "interp", "--mode", "step"][..]),
         ("interp-chunk.safetensors", &["--engine", "interp", "--mode", "chunk"][..]),
+        ("packed.safetensors", &["--mode", "packed"][..]),
+        ("llvm-packed.safetensors", &["--codegen", "llvm", "--mode", "packed"][..]),
+        ("interp-packed.safetensors", &["--engine", "interp", "--mode", "packed"][..]),
     ] {
         let o = run(out, extra);
         assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
@@ -325,6 +328,7 @@ fn emit_kernel_clif_and_llvm() {
         ("kernel", "parallel", "launches {"),
         ("kernel", "step", "state \""),
         ("kernel", "chunk", "W3"),
+        ("kernel", "packed", "input \"@start\" [L]"),
         ("clif", "parallel", "function"),
         ("llvm", "step", "define void @seqc_k_k0(ptr"),
     ] {

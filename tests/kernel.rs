@@ -1,13 +1,14 @@
 //! The kernel IR on every example and case: the scheduled module, run by the
 //! kernel IR's own evaluator in f32, matches the graph interpreter (f64), in
 //! parallel mode for several `B` and `L` (1 included, and lengths no tile divides)
-//! in step mode position by position, and in chunks from a state. Kernel IR
-//! snapshots for the cases.
+//! in step mode position by position, in chunks from a state, and on packed
+//! batches. Kernel IR snapshots for the cases.
 
 use seqc_compiler::driver;
 use seqc_compiler::init::{init_weights, random_inputs};
 use seqc_compiler::ir::interp::{self, Bindings, Tensor};
 use seqc_compiler::ir::kernel::{eval::run_named, print::print};
+use seqc_compiler::passes::packed_derivation::{derive_packed, STARTS};
 use seqc_compiler::passes::step_derivation::{derive, derive_chunk, dim_value};
 use seqc_compiler::schedule::schedule;
 use seqc_compiler::sema::{Checked, CheckedModel};
@@ -171,6 +172,59 @@ fn chunk_kernel_modules_match_the_interpreter() {
             at += part;
         }
     }
+}
+
+/// The packed graph's kernels on sequences of different lengths back to back,
+/// with as many workers as a scan could want: a split scan's chunks then start
+/// inside sequences and run across their starts. Each sequence's outputs are
+/// what the interpreter gives for it alone.
+#[test]
+fn packed_kernel_modules_match_the_interpreter() {
+    let lengths = [7usize, 1, 40, 19];
+    let total: usize = lengths.iter().sum();
+    let mut split = Vec::new();
+    for (name, m) in models() {
+        let graph = derive_packed(&m.graph).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let module = schedule(&graph).unwrap_or_else(|e| panic!("{name}: {e}"));
+        if module.kernels.iter().any(|k| k.name.ends_with(": chunk ends")) {
+            split.push(name.clone());
+        }
+        let weights = init_weights(&m, 7);
+        let dims = HashMap::from([("B".to_string(), 1), ("L".to_string(), total)]);
+        let inputs = random_inputs(&m, &dims, 8);
+        let mut tensors = flat(&inputs);
+        tensors.extend(flat(&weights));
+        let starts = lengths.iter().scan(0, |at, &n| Some(vec![std::mem::replace(at, *at + n) as f32; n]));
+        tensors.insert(STARTS.to_string(), starts.flatten().collect());
+        let mut run_dims = dims.clone();
+        run_dims.insert(seqc_compiler::schedule::WORKERS.to_string(), 1 << 20);
+        let got = run_named(&module, &run_dims, &tensors).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let mut at = 0;
+        for &len in &lengths {
+            let one = HashMap::from([("B".to_string(), 1), ("L".to_string(), len)]);
+            let alone: HashMap<String, Tensor> = inputs
+                .iter()
+                .map(|(k, v)| {
+                    (
+                        k.clone(),
+                        Tensor::join(
+                            &(at..at + len).map(|t| v.row(1, t)).collect::<Vec<_>>().iter().collect::<Vec<_>>(),
+                            1,
+                            0,
+                        ),
+                    )
+                })
+                .collect();
+            let want = interp::run(&m.graph, &Bindings { dims: &one, inputs: &alone, weights: &weights }).unwrap();
+            for ((n, g), (_, w)) in got.iter().zip(&want) {
+                let inner = w.data.len() / len;
+                let e = rel_error(&g[at * inner..(at + len) * inner], &w.data);
+                assert!(e < 1e-4, "{name}: `{n}` of the sequence of {len} at {at} differs by {e:e}");
+            }
+            at += len;
+        }
+    }
+    assert!(split.iter().any(|n| n == "mamba.seq"), "Mamba's scans split along `L` in a packed batch ({split:?})");
 }
 
 #[test]

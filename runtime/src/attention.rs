@@ -14,7 +14,7 @@ use seqc_compiler::ir::kernel::attention::Sizes;
 const TILE: usize = 64;
 
 /// `out` of the attention `s` over `q`, `k`, `v` (layouts as [`Sizes`] says).
-pub fn attention(s: &Sizes, q: &[f32], k: &[f32], v: &[f32], out: &mut [f32]) {
+pub fn attention(s: &Sizes, from: Option<&[f32]>, q: &[f32], k: &[f32], v: &[f32], out: &mut [f32]) {
     let tiles = s.q_len.div_ceil(TILE);
     let tasks = s.batch * s.heads * tiles;
     let out_ptr = OutPtr(out.as_mut_ptr());
@@ -25,7 +25,7 @@ pub fn attention(s: &Sizes, q: &[f32], k: &[f32], v: &[f32], out: &mut [f32]) {
         let i1 = (i0 + TILE).min(s.q_len);
         // SAFETY: each task writes only rows `i0..i1` of head `h` in batch row
         // `b`, which no other task writes.
-        unsafe { tile_attention(s, q, k, v, out_ptr, b, h, i0, i1) };
+        unsafe { tile_attention(s, from, q, k, v, out_ptr, b, h, i0, i1) };
     };
     use rayon::prelude::*;
     if tasks <= 1 {
@@ -48,6 +48,7 @@ unsafe impl Sync for OutPtr {}
 #[allow(clippy::too_many_arguments)]
 unsafe fn tile_attention(
     s: &Sizes,
+    from: Option<&[f32]>,
     q: &[f32],
     k: &[f32],
     v: &[f32],
@@ -58,7 +59,7 @@ unsafe fn tile_attention(
     i1: usize,
 ) {
     let rows = i1 - i0;
-    let ranges: Vec<(usize, usize)> = (i0..i1).map(|i| s.keys(i)).collect();
+    let ranges: Vec<(usize, usize)> = (i0..i1).map(|i| s.keys_from(i, from)).collect();
     let lo = ranges.iter().filter(|r| r.1 > r.0).map(|r| r.0).min().unwrap_or(0);
     let hi = ranges.iter().map(|r| r.1).max().unwrap_or(0).max(lo);
     let keys = hi - lo;
@@ -199,25 +200,48 @@ mod tests {
 
     /// The tiled products against the definition, on scores large enough that
     /// the scale and the mask matter: causal, windowed, offset (a decode step
-    /// over a cache), a ring-buffer bound, grouped heads, query counts no tile
-    /// divides, and queries with no keys.
+    /// over a cache), a ring-buffer bound, a packed batch's starts, grouped
+    /// heads, query counts no tile divides, and queries with no keys.
     #[test]
     fn tiles_match_the_definition() {
         let int = |x: i64| Some(Expr::Int(x));
+        // A packed batch: sequences of 20, 1, 49 positions, so tiles of 64
+        // queries span sequences.
+        let packed: Vec<f32> =
+            (0..70).map(|i: usize| [0, 20, 21][(i >= 20) as usize + (i >= 21) as usize] as f32).collect();
         let cases = [
-            ("causal", 2, 70, 70, 4, 2, KeyRange { hi_rel: int(0), ..Default::default() }),
-            ("window", 1, 130, 130, 2, 1, KeyRange { lo_rel: int(-5), hi_rel: int(0), ..Default::default() }),
-            ("decode", 3, 1, 40, 4, 4, KeyRange { hi_rel: int(39), ..Default::default() }),
-            ("ring", 1, 1, 16, 2, 2, KeyRange { lo_rel: int(0), hi_rel: int(15), lo_abs: int(9), hi_abs: None }),
-            ("none", 1, 5, 9, 1, 1, KeyRange { lo_rel: int(0), hi_rel: int(-1), ..Default::default() }),
-            ("full", 2, 65, 33, 3, 1, KeyRange::default()),
+            ("causal", 2, 70, 70, 4, 2, KeyRange { hi_rel: int(0), ..Default::default() }, None),
+            ("window", 1, 130, 130, 2, 1, KeyRange { lo_rel: int(-5), hi_rel: int(0), ..Default::default() }, None),
+            ("decode", 3, 1, 40, 4, 4, KeyRange { hi_rel: int(39), ..Default::default() }, None),
+            (
+                "ring",
+                1,
+                1,
+                16,
+                2,
+                2,
+                KeyRange { lo_rel: int(0), hi_rel: int(15), lo_abs: int(9), ..Default::default() },
+                None,
+            ),
+            ("none", 1, 5, 9, 1, 1, KeyRange { lo_rel: int(0), hi_rel: int(-1), ..Default::default() }, None),
+            ("full", 2, 65, 33, 3, 1, KeyRange::default(), None),
+            (
+                "packed",
+                1,
+                70,
+                70,
+                4,
+                2,
+                KeyRange { hi_rel: int(0), lo_from: Some(BufId(4)), ..Default::default() },
+                Some(&packed),
+            ),
         ];
         let mut seed = 5u32;
         let mut noise = |n: usize| -> Vec<f32> {
             seed += 1;
             crate::testing::noise(seed, n).into_iter().map(|x| x * 4.0).collect()
         };
-        for (what, batch, q_len, kv_len, heads, group, keys) in cases {
+        for (what, batch, q_len, kv_len, heads, group, keys, from) in cases {
             let (dim, dim_v) = (16usize, 8usize);
             let call = Attention {
                 batch: Expr::Int(batch),
@@ -240,9 +264,9 @@ mod tests {
             let k = noise(s.batch * s.kv_len * kv_heads * dim);
             let v = noise(s.batch * s.kv_len * kv_heads * dim_v);
             let mut want = vec![0f32; s.batch * s.q_len * s.heads * dim_v];
-            direct(&s, &q, &k, &v, &mut want);
+            direct(&s, from.map(|f| f.as_slice()), &q, &k, &v, &mut want);
             let mut got = vec![f32::NAN; want.len()];
-            attention(&s, &q, &k, &v, &mut got);
+            attention(&s, from.map(|f| f.as_slice()), &q, &k, &v, &mut got);
             for (n, (g, w)) in got.iter().zip(&want).enumerate() {
                 assert!((g - w).abs() <= 1e-5 * (1.0 + w.abs()), "{what}: element {n}: {g} against {w}");
             }

@@ -74,7 +74,9 @@ impl Program {
                     in_gemm.push((b.0 as usize, n, k));
                 }
                 Launch::CausalConv { x, k, .. } => in_kernels.extend([x.0 as usize, k.0 as usize]),
-                Launch::Attention(a) => in_kernels.extend([a.q, a.k, a.v].map(|b| b.0 as usize)),
+                Launch::Attention(a) => {
+                    in_kernels.extend([a.q, a.k, a.v].into_iter().chain(a.keys.lo_from).map(|b| b.0 as usize))
+                }
                 Launch::Fill { .. } => {}
             }
         }
@@ -260,8 +262,13 @@ impl Program {
                             (qn, kn, vn, on)
                         ));
                     }
+                    let from_len = a.keys.lo_from.map(len);
+                    if from_len.is_some_and(|n| n < s.q_len) {
+                        return Err(format!("attention: {from_len:?} key bounds for {} queries", s.q_len));
+                    }
                     // SAFETY: buffers of the sizes checked above; `out` is a
                     // temp distinct from the operands.
+                    let from = a.keys.lo_from.map(|b| unsafe { std::slice::from_raw_parts(p(b), s.q_len) });
                     let (q, k, v, out) = unsafe {
                         (
                             std::slice::from_raw_parts(p(a.q), qn),
@@ -270,7 +277,7 @@ impl Program {
                             std::slice::from_raw_parts_mut(p(a.out), on),
                         )
                     };
-                    crate::attention::attention(&s, q, k, v, out);
+                    crate::attention::attention(&s, from, q, k, v, out);
                 }
                 Launch::Kernel { kernel, grid, args } => {
                     let f = self.code.kernels[*kernel];

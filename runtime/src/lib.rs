@@ -1,7 +1,8 @@
 //! seqc's runtime: compiles a `.seq` model for the CPU and runs it from Rust, on
 //! whole sequences ([`Model::forward`]), or from a state whose layout the
 //! compiler derived ([`Model::new_state`]): one position at a time
-//! ([`Model::step`]) or several at once ([`Model::forward_from`]).
+//! ([`Model::step`]) or several at once ([`Model::forward_from`]); and on
+//! requests of different lengths back to back ([`Model::forward_packed`]).
 //!
 //! ```no_run
 //! use seqc_runtime::{Model, Options, Tensor};
@@ -13,7 +14,7 @@
 //! ```
 //!
 //! Every mode runs compiled code: the parallel graph after the passes, and the
-//! step and chunk graphs derived from it, each scheduled into kernels and
+//! step, chunk and packed graphs derived from it, each scheduled into kernels and
 //! compiled by Cranelift (or LLVM); dense products call `gemm`.
 
 mod artifact;
@@ -34,7 +35,7 @@ use seqc_compiler::diag::{render_text, ColorChoice};
 use seqc_compiler::ir::interp;
 use seqc_compiler::ir::kernel::Role;
 use seqc_compiler::ir::Op;
-use seqc_compiler::passes::step_derivation;
+use seqc_compiler::passes::{packed_derivation, step_derivation};
 use seqc_compiler::sema::{Checked, CheckedModel};
 use std::collections::HashMap;
 use std::path::Path;
@@ -147,8 +148,8 @@ enum ProductWeight {
 /// A derivation of the parallel graph (`step_derivation::derive`, `derive_chunk`).
 type Derive = fn(&seqc_compiler::ir::Graph) -> Result<seqc_compiler::ir::Graph, step_derivation::StepError>;
 
-/// A mode derived from the parallel graph with a state (step, chunk),
-/// compiled when first used.
+/// A mode derived from the parallel graph (step, chunk, packed), compiled
+/// when first used.
 #[derive(Default)]
 struct Derived {
     program: OnceLock<Result<Program, String>>,
@@ -181,6 +182,10 @@ pub struct Model {
     /// Several positions from a state (`forward_from`); `None` in an artifact
     /// written before chunk mode, which then runs step by step.
     chunk: Option<Derived>,
+    /// Sequences of different lengths back to back (`forward_packed`), and
+    /// why the model has no packed form, if it has none (it then pads).
+    packed: Derived,
+    unpackable: OnceLock<Option<String>>,
     /// Weights as the checkpoint lays them out, f32.
     weights: HashMap<String, Vec<f32>>,
     /// Weights products read, held as `[in, out]` (the layout both product
@@ -298,6 +303,8 @@ impl Model {
             parallel,
             step,
             chunk,
+            packed: Derived::default(),
+            unpackable: OnceLock::new(),
             weights: HashMap::new(),
             products: HashMap::new(),
             precision: Precision::F32,
@@ -356,6 +363,8 @@ impl Model {
             parallel,
             step: Derived::default(),
             chunk: Some(Derived::default()),
+            packed: Derived::default(),
+            unpackable: OnceLock::new(),
             weights: HashMap::new(),
             products: HashMap::new(),
             precision: Precision::F32,
@@ -401,7 +410,7 @@ impl Model {
         // compiles step mode; the step graph reads weights through the same
         // ops, and `step_program` checks that it agrees.
         self.products.clear();
-        for mode in [Some(&mut self.step), self.chunk.as_mut()].into_iter().flatten() {
+        for mode in [Some(&mut self.step), self.chunk.as_mut(), Some(&mut self.packed)].into_iter().flatten() {
             mode.reads_held = OnceLock::new();
         }
         if let Some(prologue) = &self.prologue {
@@ -490,11 +499,13 @@ impl Model {
     /// them back to back, `[1, sum(lengths), ...]` (the layout varlen attention
     /// kernels take); each output comes back packed the same way.
     ///
-    /// The sequences run as one batch, right-padded to the longest. That is
-    /// exact because every model seqc compiles is causal (its step form exists,
-    /// so no position reads a later one): padding after a sequence's end never
-    /// reaches its positions. The padding's work is the price; sort requests by
-    /// length to keep it small.
+    /// The sequences run as they lie, through the packed graph
+    /// (`passes::packed_derivation`, compiled when first used): scans restart,
+    /// convolutions and attention stop at each sequence's first position, so no
+    /// padding is run. A model outside the packed form runs as one batch
+    /// right-padded to the longest, which is exact because the model is causal
+    /// (padding after a sequence's end never reaches its positions);
+    /// [`Model::packed_form`] says which.
     pub fn forward_packed(&self, inputs: &[(&str, Tensor)], lengths: &[usize]) -> Result<Vec<(String, Tensor)>, Error> {
         let total: usize = lengths.iter().sum();
         for (name, t) in inputs {
@@ -518,10 +529,29 @@ impl Model {
         }
         seqc_compiler::passes::step_derivation::derive(&self.graph)
             .map_err(|e| Error::Input(format!("packed batches need a causal model: {e}")))?;
+        if self.packed_form().is_ok() {
+            let program = self.derived(&self.packed, packed_derivation::derive_packed)?;
+            let (dims, mut data) = self.bind_inputs(inputs)?;
+            let starts = starts(lengths);
+            data.insert(packed_derivation::STARTS.to_string(), &starts);
+            let dims: HashMap<&str, usize> = dims.iter().map(|(k, v)| (k.as_str(), *v)).collect();
+            let source = Bound { inputs: &data, weights: &self.weights, products: &self.products, states: None };
+            let mut next = Vec::new();
+            let outs = program.run(&dims, &source, &mut next).map_err(Error::Compiler)?;
+            return Ok(self.named_outputs(outs, &dims));
+        }
         let longest = lengths.iter().copied().max().unwrap_or(0);
         let padded: Vec<(&str, Tensor)> = inputs.iter().map(|(n, t)| (*n, pad(t, lengths, longest))).collect();
         let outs = self.forward(&padded)?;
         Ok(outs.into_iter().map(|(n, t)| (n, unpad(&t, lengths))).collect())
+    }
+
+    /// Whether [`Model::forward_packed`] runs the packed graph (`Ok`) or pads
+    /// (`Err`, with the reason: a form the packed derivation does not cover).
+    pub fn packed_form(&self) -> Result<(), String> {
+        let reason =
+            self.unpackable.get_or_init(|| packed_derivation::derive_packed(&self.graph).err().map(|e| e.to_string()));
+        reason.clone().map_or(Ok(()), Err)
     }
 
     fn named_outputs(&self, outs: Vec<Vec<f32>>, dims: &HashMap<&str, usize>) -> Vec<(String, Tensor)> {
@@ -550,7 +580,11 @@ impl Model {
 
     /// The program of a mode with a state, compiled from `derive`'s graph
     /// when first asked for.
-    fn derived<'a>(&'a self, mode: &'a Derived, derive: Derive) -> Result<&'a Program, Error> {
+    fn derived<'a, E: std::fmt::Display>(
+        &'a self,
+        mode: &'a Derived,
+        derive: fn(&seqc_compiler::ir::Graph) -> Result<seqc_compiler::ir::Graph, E>,
+    ) -> Result<&'a Program, Error> {
         let program = mode
             .program
             .get_or_init(|| compile_graph(&derive(&self.graph).map_err(|e| e.to_string())?, self.codegen))
@@ -667,6 +701,17 @@ impl Model {
         }
         Ok(self.checked.outputs.iter().zip(rows).map(|(io, ys)| (io.name.clone(), join(&ys))).collect())
     }
+}
+
+/// Each position's first position, for sequences of `lengths` back to back
+/// (the packed graph's `@start`).
+fn starts(lengths: &[usize]) -> Vec<f32> {
+    let mut out = Vec::with_capacity(lengths.iter().sum());
+    for &n in lengths {
+        let first = out.len() as f32;
+        out.extend(std::iter::repeat_n(first, n));
+    }
+    out
 }
 
 /// A packed `[1, sum(lengths), ...]` tensor as `[n, longest, ...]`, each

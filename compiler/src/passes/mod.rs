@@ -13,6 +13,7 @@ mod elementwise_fusion;
 mod inline;
 mod licm;
 pub mod linear_recurrence;
+pub mod packed_derivation;
 pub mod prologue;
 mod scan_fusion;
 pub mod step_derivation;

@@ -4,7 +4,8 @@
 //!
 //! ```text
 //! attention [b, i, h, e] (v, q, k) = sum[j] (softmax[j] sum[e1] q[b, i, h, e1] * k[b, j, h / g, e1] * s) * v[b, j, h / g, e]
-//!                                    where <bounds on j, each `j <= i + x`, `j >= i + x`, `j <= x` or `j >= x`>
+//!                                    where <bounds on j, each `j <= i + x`, `j >= i + x`, `j <= x`, `j >= x`
+//!                                           or `j >= s[i]` (a packed batch's starts)>
 //! ```
 //!
 //! (the scale `s` as `/ c`, `* c` or absent; `h / g` as `h` when `g` is 1).
@@ -39,6 +40,8 @@ pub struct Bounds {
     pub hi_rel: Vec<Sizes>,
     pub lo_abs: Vec<Sizes>,
     pub hi_abs: Vec<Sizes>,
+    /// `j >= s[i]`: the operand `s`.
+    pub lo_from: Option<u32>,
 }
 
 /// `constant + sum(coefficient * size)`.
@@ -136,6 +139,20 @@ fn bounds(c: &Scalar, i: u32, j: u32) -> Option<Bounds> {
         let Scalar::Apply(f, a) = c else { return None };
         if *f == ScalarFn::And {
             todo.extend(a.iter());
+            continue;
+        }
+        let per_query = |x: &Scalar| match x {
+            Scalar::Load { operand, indices } if indices[..] == [Scalar::Index(i)] => Some(*operand),
+            _ => None,
+        };
+        let from = match (f, &a[0], &a[1]) {
+            (ScalarFn::Ge, Scalar::Index(v), s) | (ScalarFn::Le, s, Scalar::Index(v)) if *v == j => per_query(s),
+            _ => None,
+        };
+        if let Some(s) = from {
+            if out.lo_from.replace(s).is_some() {
+                return None;
+            }
             continue;
         }
         let (l, r) = (affine(&a[0], i, j)?, affine(&a[1], i, j)?);

@@ -342,6 +342,7 @@ impl Scheduler<'_> {
             hi_rel: combine(&form.keys.hi_rel, IntOp::Min)?,
             lo_abs: combine(&form.keys.lo_abs, IntOp::Max)?,
             hi_abs: combine(&form.keys.hi_abs, IntOp::Min)?,
+            lo_from: form.keys.lo_from.map(|s| self.buf(node.operands[s as usize])),
         };
         let [q, k, v] = [form.q, form.k, form.v].map(|x| self.buf(node.operands[x as usize]));
         let out = self.define(node.results[0], Role::Temp);

@@ -28,15 +28,18 @@ pub struct Attention {
 }
 
 /// The keys query `i` attends to: the `j` in `0..kv_len` with `i + lo_rel <= j
-/// <= i + hi_rel` and `lo_abs <= j <= hi_abs` (an absent bound does not bound).
-/// An interval for every query: causal masks, sliding windows and ring-buffer
-/// caches all have this form.
+/// <= i + hi_rel`, `lo_abs <= j <= hi_abs` and `from[i] <= j` (an absent bound
+/// does not bound). An interval for every query: causal masks, sliding
+/// windows, ring-buffer caches and packed batches (`from` holds each query's
+/// first position) all have this form.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct KeyRange {
     pub lo_rel: Option<Expr>,
     pub hi_rel: Option<Expr>,
     pub lo_abs: Option<Expr>,
     pub hi_abs: Option<Expr>,
+    /// A buffer of `q_len` lower bounds, one per query.
+    pub lo_from: Option<BufId>,
 }
 
 /// An attention call's sizes, evaluated for a run.
@@ -94,6 +97,18 @@ impl Sizes {
         (lo.max(0) as usize, hi.max(lo).max(0) as usize)
     }
 
+    /// [`Sizes::keys`], bounded below by `from[i]` where a buffer bounds them.
+    pub fn keys_from(&self, i: usize, from: Option<&[f32]>) -> (usize, usize) {
+        let (lo, hi) = self.keys(i);
+        match from {
+            Some(from) => {
+                let lo = lo.max(from[i] as usize);
+                (lo, hi.max(lo))
+            }
+            None => (lo, hi),
+        }
+    }
+
     /// Where the row of query `i` of head `h` starts in `q` (and, with `dim_v`
     /// columns, in `out`); rows of one head are `heads * dim` apart.
     pub fn q_row(&self, b: usize, i: usize, h: usize, width: usize) -> usize {
@@ -109,10 +124,10 @@ impl Sizes {
 
 /// The definition, one query at a time, with f64 sums: the oracle. A query
 /// with no keys gets zeros (the graph IR's masked result).
-pub fn direct(s: &Sizes, q: &[f32], k: &[f32], v: &[f32], out: &mut [f32]) {
+pub fn direct(s: &Sizes, from: Option<&[f32]>, q: &[f32], k: &[f32], v: &[f32], out: &mut [f32]) {
     for b in 0..s.batch {
         for i in 0..s.q_len {
-            let (lo, hi) = s.keys(i);
+            let (lo, hi) = s.keys_from(i, from);
             for h in 0..s.heads {
                 let qr = &q[s.q_row(b, i, h, s.dim)..][..s.dim];
                 let scores: Vec<f64> = (lo..hi)

@@ -43,7 +43,8 @@ pub fn run(m: &KernelModule, dims: &[i64], mem: &mut Memory) {
                 let s = a.sizes(dims);
                 let [q, k, v, o] = [a.q, a.k, a.v, a.out].map(|b| root(b.0 as usize));
                 let mut out = vec![0f32; s.batch * s.q_len * s.heads * s.dim_v];
-                super::attention::direct(&s, &mem.buffers[q], &mem.buffers[k], &mem.buffers[v], &mut out);
+                let from = a.keys.lo_from.map(|b| mem.buffers[root(b.0 as usize)].as_slice());
+                super::attention::direct(&s, from, &mem.buffers[q], &mem.buffers[k], &mem.buffers[v], &mut out);
                 mem.buffers[o] = out;
             }
             Launch::Gemm { m: rows, n, k, a, b, bias, c } => {

@@ -362,7 +362,9 @@ impl KernelModule {
                 }
                 Launch::Fill { buf, .. } => touch(*buf, at),
                 Launch::CausalConv { x, k, y, .. } => [*x, *k, *y].into_iter().for_each(|b| touch(b, at)),
-                Launch::Attention(a) => [a.q, a.k, a.v, a.out].into_iter().for_each(|b| touch(b, at)),
+                Launch::Attention(a) => {
+                    [a.q, a.k, a.v, a.out].into_iter().chain(a.keys.lo_from).for_each(|b| touch(b, at))
+                }
             }
         }
         let end = self.launches.len();

@@ -72,7 +72,7 @@ pub fn print(m: &KernelModule) -> String {
                     bound(&a.keys.hi_rel),
                     bound(&a.keys.lo_abs),
                     bound(&a.keys.hi_abs),
-                )
+                ) + &a.keys.lo_from.map_or(String::new(), |b| format!(" from b{}", b.0))
             }
         };
         let _ = writeln!(out, "    {line}");
