@@ -61,7 +61,7 @@ impl Tensor {
 }
 
 /// What can go wrong, with a message that names the tensor or the source line.
-#[derive(Debug, thiserror::Error)]
+#[derive(Clone, Debug, thiserror::Error)]
 pub enum Error {
     /// The `.seq` source has errors (rendered diagnostics).
     #[error("{0}")]
@@ -73,6 +73,10 @@ pub enum Error {
     /// A compiler limitation or bug (scheduling, code generation).
     #[error("internal compiler error: {0}")]
     Compiler(String),
+    /// A mode this model has no form for (yet): step mode for a scan that
+    /// starts from a tensor, say.
+    #[error("{0}")]
+    Unsupported(String),
     #[error("{0}")]
     Io(String),
 }
@@ -152,7 +156,7 @@ type Derive = fn(&seqc_compiler::ir::Graph) -> Result<seqc_compiler::ir::Graph, 
 /// when first used.
 #[derive(Default)]
 struct Derived {
-    program: OnceLock<Result<Program, String>>,
+    program: OnceLock<Result<Program, Error>>,
     /// Whether it reads the weights held for products through products only
     /// (checked once per set of weights, not every run).
     reads_held: OnceLock<Result<(), String>>,
@@ -160,7 +164,7 @@ struct Derived {
 
 impl Derived {
     /// A mode whose program is already decided (an artifact's).
-    fn loaded(program: Result<Program, String>) -> Derived {
+    fn loaded(program: Result<Program, Error>) -> Derived {
         let derived = Derived::default();
         let _ = derived.program.set(program);
         derived
@@ -292,7 +296,7 @@ impl Model {
         };
         let step = match &manifest.step {
             Some(entry) => load(entry, step_derivation::derive)?,
-            None => Derived::loaded(Err("the artifact has no step mode".to_string())),
+            None => Derived::loaded(Err(Error::Unsupported("the artifact has no step mode".to_string()))),
         };
         let chunk = manifest.chunk.as_ref().map(|entry| load(entry, step_derivation::derive_chunk)).transpose()?;
         Ok(Model {
@@ -503,9 +507,9 @@ impl Model {
     /// (`passes::packed_derivation`, compiled when first used): scans restart,
     /// convolutions and attention stop at each sequence's first position, so no
     /// padding is run. A model outside the packed form runs as one batch
-    /// right-padded to the longest, which is exact because the model is causal
-    /// (padding after a sequence's end never reaches its positions);
-    /// [`Model::packed_form`] says which.
+    /// right-padded to the longest, which is exact because every model that
+    /// checks is causal (padding after a sequence's end never reaches its
+    /// positions); [`Model::packed_form`] says which.
     pub fn forward_packed(&self, inputs: &[(&str, Tensor)], lengths: &[usize]) -> Result<Vec<(String, Tensor)>, Error> {
         let total: usize = lengths.iter().sum();
         for (name, t) in inputs {
@@ -527,8 +531,6 @@ impl Model {
                 out.name
             )));
         }
-        seqc_compiler::passes::step_derivation::derive(&self.graph)
-            .map_err(|e| Error::Input(format!("packed batches need a causal model: {e}")))?;
         if self.packed_form().is_ok() {
             let program = self.derived(&self.packed, packed_derivation::derive_packed)?;
             let (dims, mut data) = self.bind_inputs(inputs)?;
@@ -587,9 +589,12 @@ impl Model {
     ) -> Result<&'a Program, Error> {
         let program = mode
             .program
-            .get_or_init(|| compile_graph(&derive(&self.graph).map_err(|e| e.to_string())?, self.codegen))
+            .get_or_init(|| {
+                let graph = derive(&self.graph).map_err(|e| Error::Unsupported(e.to_string()))?;
+                compile_graph(&graph, self.codegen).map_err(Error::Compiler)
+            })
             .as_ref()
-            .map_err(|e| Error::Compiler(e.clone()))?;
+            .map_err(Error::clone)?;
         // Weights held for products alone must be read only by products here too.
         let checked = mode.reads_held.get_or_init(|| {
             let products = program.gemm_only_weights();

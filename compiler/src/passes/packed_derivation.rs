@@ -55,7 +55,10 @@ pub fn derive_packed(g: &Graph) -> Result<Graph, PackError> {
         let start_operand = node.operands.len() as u32;
         let used = match &mut node.op {
             Op::Generic(gen) | Op::Attention(gen) => confine_generic(gen, &axes, start_operand).map_err(fail)?,
-            Op::Scan(scan) => confine_scan(scan, &axes, start_operand).map_err(fail)?,
+            Op::Scan(scan) => {
+                let shapes: Vec<Vec<Dim>> = tys.iter().map(|t| t.shape.clone()).collect();
+                confine_scan(scan, &axes, &shapes, start_operand).map_err(fail)?
+            }
             Op::Reshape => {
                 let from = position_axis(tys[0]);
                 let to = position_axis(&p.types[node.results[0].0 as usize]);
@@ -167,7 +170,7 @@ fn confine_generic(gen: &mut Generic, axes: &[Option<usize>], start: u32) -> Res
 
 /// Confines a scan and restarts its states at each start; whether it now reads
 /// the starts.
-fn confine_scan(scan: &mut ScanOp, axes: &[Option<usize>], start: u32) -> Result<bool, String> {
+fn confine_scan(scan: &mut ScanOp, axes: &[Option<usize>], shapes: &[Vec<Dim>], start: u32) -> Result<bool, String> {
     let stmts = || scan.updates.iter().chain(&scan.outputs);
     let used = |v: u32| stmts().any(|st| st.body.mentions(v) || st.left.contains(&v));
     let (row, walkers) = if scan.vars[scan.axis as usize].extent.is_seq() {
@@ -189,14 +192,14 @@ fn confine_scan(scan: &mut ScanOp, axes: &[Option<usize>], start: u32) -> Result
         st.body = cx.body(std::mem::replace(&mut st.body, Scalar::Const(0.0)));
     }
     if row == scan.axis {
-        let inits: Vec<f64> = scan
+        let inits: Vec<Init> = scan
             .states
             .iter()
-            .map(|s| match s.init {
-                StateInit::Const(c) => Ok(c),
-                StateInit::Operand(_) => Err(format!("state `{}` starts from an operand", s.name)),
+            .map(|st| match st.init {
+                StateInit::Const(c) => Init::Const(c),
+                StateInit::Operand(k) => Init::Operand(k, shapes[k as usize].clone()),
             })
-            .collect::<Result<_, _>>()?;
+            .collect();
         // `row == start[row]`: the first position of a sequence.
         let first = Scalar::apply(ScalarFn::Eq, vec![Scalar::Index(row), cx.start()]);
         for u in &mut scan.updates {
@@ -206,14 +209,40 @@ fn confine_scan(scan: &mut ScanOp, axes: &[Option<usize>], start: u32) -> Result
     Ok(cx.used)
 }
 
+/// A state's initial value: a constant, or an operand that broadcasts to the
+/// state from the right.
+enum Init {
+    Const(f64),
+    Operand(u32, Vec<Dim>),
+}
+
+impl Init {
+    /// The initial value of the state's element at `indices`.
+    fn at(&self, indices: &[Scalar]) -> Scalar {
+        match self {
+            Init::Const(c) => Scalar::Const(*c),
+            Init::Operand(k, shape) => {
+                let skip = indices.len() - shape.len();
+                let at = shape
+                    .iter()
+                    .zip(&indices[skip..])
+                    .map(|(d, i)| if d.known() == Some(1) { Scalar::Const(0.0) } else { i.clone() })
+                    .collect();
+                Scalar::Load { operand: *k, indices: at }
+            }
+        }
+    }
+}
+
 /// An update whose previous states read as their initial values where `first`
 /// holds. A term `a * h` of a state that starts at 0 becomes `(a * keep) * h`,
 /// `keep` being 0 at a first position, so the update keeps the form the
 /// linear-recurrence pass recognises; any other read of a state `h` becomes
 /// `first ? init : h`.
-fn restart(e: Scalar, first: &Scalar, inits: &[f64]) -> Scalar {
+fn restart(e: Scalar, first: &Scalar, inits: &[Init]) -> Scalar {
     let keep = || Scalar::Select(Box::new(first.clone()), Box::new(Scalar::Const(0.0)), Box::new(Scalar::Const(1.0)));
-    let zero_state = |e: &Scalar| matches!(e, Scalar::State { state, .. } if inits[*state as usize] == 0.0);
+    let zero_state =
+        |e: &Scalar| matches!(e, Scalar::State { state, .. } if matches!(inits[*state as usize], Init::Const(0.0)));
     match e {
         Scalar::Apply(f @ (ScalarFn::Add | ScalarFn::Sub), a) => {
             Scalar::Apply(f, a.into_iter().map(|x| restart(x, first, inits)).collect())
@@ -232,8 +261,9 @@ fn restart(e: Scalar, first: &Scalar, inits: &[f64]) -> Scalar {
             Scalar::apply(ScalarFn::Mul, vec![h, Scalar::apply(ScalarFn::Mul, vec![x, keep()])])
         }
         other => other.map(&mut |x| match x {
-            Scalar::State { state, .. } => {
-                Scalar::Select(Box::new(first.clone()), Box::new(Scalar::Const(inits[state as usize])), Box::new(x))
+            Scalar::State { state, ref indices } => {
+                let init = inits[state as usize].at(indices);
+                Scalar::Select(Box::new(first.clone()), Box::new(init), Box::new(x))
             }
             x => x,
         }),

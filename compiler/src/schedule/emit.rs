@@ -646,10 +646,23 @@ impl Emitter<'_> {
             StateInit::Const(v) => Expr::Float(v),
             StateInit::Operand(o) => {
                 let param = self.operand_params[o as usize];
-                if self.params[param as usize].shape != st.shape {
+                // Broadcast from the right: a tensor of the state's last axes
+                // (a weight shared by the batch) repeats every `size` elements.
+                let from = &self.params[param as usize].shape;
+                let kept: Vec<&Dim> = from.iter().skip_while(|d| d.known() == Some(1)).collect();
+                let suffix = st.shape.len() >= kept.len()
+                    && st.shape[st.shape.len() - kept.len()..].iter().eq(kept.iter().copied());
+                if !suffix {
                     return Err(err(format!("scan state `{}` starts from a tensor of another shape", st.name)));
                 }
-                Expr::Load { param, index: Box::new(offset) }
+                let index = match kept.len() == st.shape.len() {
+                    true => offset,
+                    false => {
+                        let size = kept.iter().try_fold(Expr::Int(1), |acc, d| Ok(Expr::mul(acc, self.dim(d)?)))?;
+                        Expr::int(IntOp::Rem, offset, size)
+                    }
+                };
+                Expr::Load { param, index: Box::new(index) }
             }
         })
     }

@@ -1286,7 +1286,42 @@ pub(crate) fn scan(cx: &mut Checker, frame: &mut Frame, index: &Ident, dim_expr:
         // The initial value: a constant, or a tensor that broadcasts to the state.
         let Some(shape) = infos.get(&st.name.name).and_then(|i| i.shape.clone()) else { continue };
         let mut init = ir::ops::StateInit::Const(0.0);
-        match forward::eval(cx, frame, st.init) {
+        // `= h0[d, n]` (the state's last indices, in order) is `= h0`.
+        let init_expr = match &st.init.kind {
+            ExprKind::Index { base, indices } => {
+                let names: Vec<Option<&str>> = indices
+                    .iter()
+                    .map(|i| match &i.kind {
+                        ExprKind::Name(n) => Some(n.as_str()),
+                        _ => None,
+                    })
+                    .collect();
+                let last = &st.binders[st.binders.len().saturating_sub(indices.len())..];
+                if indices.len() > st.binders.len() || names.iter().zip(last).any(|(n, b)| *n != Some(b.name.as_str()))
+                {
+                    let want: Vec<&str> = last.iter().map(|b| b.name.as_str()).collect();
+                    cx.report(
+                        Diagnostic::error(
+                            Code::StateInit,
+                            format!(
+                                "the initial value of state `{}` is indexed by other indices than its own",
+                                st.name.name
+                            ),
+                            st.init.span,
+                            "indices of the initial value",
+                        )
+                        .with_help(format!(
+                            "index it by the state's last indices, in order (`[{}]`), or not at all to broadcast it",
+                            want.join(", ")
+                        )),
+                    );
+                    continue;
+                }
+                &**base
+            }
+            _ => st.init,
+        };
+        match forward::eval(cx, frame, init_expr) {
             Some(Value::Const(c @ (Const::Int(_) | Const::Float(_)))) => {
                 init = ir::ops::StateInit::Const(c.as_f64().unwrap_or(0.0))
             }
