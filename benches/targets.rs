@@ -332,6 +332,7 @@ fn rows(codegen: seqc_runtime::Codegen, bounds: &Bounds) {
     for (file, config) in [
         ("dsl-examples/mamba.seq", "d_model=768,n_layer=2,vocab=1024"),
         ("dsl-examples/transformer.seq", "d_model=768,n_layer=2,vocab=1024"),
+        ("dsl-examples/hyena.seq", "d_model=768,n_layer=2,vocab=1024,l_max=1024"),
     ] {
         let (packed, padded) = packed_rates(codegen, file, config, &lengths);
         row(

@@ -453,3 +453,28 @@ fn packed_batches_outside_the_packed_form_are_padded() {
     assert!(why.contains("a scan that walks positions besides its own"), "{why}");
     packed_against_alone(&model);
 }
+
+/// Hyena's long convolutions in a packed batch: an FFT per sequence (long
+/// enough that the FFT path runs), each sequence what it gives alone.
+#[test]
+fn packed_long_convolutions_run_per_sequence() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("dsl-examples/hyena.seq");
+    let options =
+        seqc_runtime::Options { config: "d_model=8,n_layer=1,vocab=30,l_max=128".into(), ..Default::default() };
+    let model = Model::compile_file(path, &options).unwrap().init_weights(5);
+    let lengths = [70usize, 1, 100];
+    assert!(lengths.iter().any(|&n| seqc_compiler::ir::kernel::longconv::fft_size(n, 128).is_some()));
+    let total: usize = lengths.iter().sum();
+    let ids: Vec<u32> = (0..total as u32).map(|i| i * 7 % 30).collect();
+    let got = model.forward_packed(&[("tokens", Tensor::from_ids(vec![1, total], &ids))], &lengths).unwrap();
+    let inner: usize = got[0].1.shape[2..].iter().product();
+    let mut at = 0;
+    for &len in &lengths {
+        let want = model.forward(&[("tokens", Tensor::from_ids(vec![1, len], &ids[at..at + len]))]).unwrap();
+        let part = &got[0].1.data[at * inner..(at + len) * inner];
+        let scale = want[0].1.data.iter().fold(0f32, |m, x| m.max(x.abs()));
+        let err = part.iter().zip(&want[0].1.data).fold(0f32, |m, (a, b)| m.max((a - b).abs())) / scale;
+        assert!(err < 1e-5, "the sequence of {len} at {at} differs by {err:e}");
+        at += len;
+    }
+}

@@ -29,7 +29,7 @@ fn close(name: &str, a: &Tensor, b: &Tensor) {
 /// parallel graphs the long-convolution call.
 fn only_core_ops(name: &str, g: &Graph, parallel: bool) {
     for n in &g.nodes {
-        let core = (parallel && n.op == Op::FftConv)
+        let core = (parallel && matches!(n.op, Op::FftConv { .. }))
             || matches!(
                 n.op,
                 Op::Input { .. }

@@ -73,7 +73,9 @@ impl Program {
                     in_kernels.extend(bias.map(|x| x.0 as usize));
                     in_gemm.push((b.0 as usize, n, k));
                 }
-                Launch::CausalConv { x, k, .. } => in_kernels.extend([x.0 as usize, k.0 as usize]),
+                Launch::CausalConv { x, k, starts, .. } => {
+                    in_kernels.extend([*x, *k].into_iter().chain(*starts).map(|b| b.0 as usize))
+                }
                 Launch::Attention(a) => {
                     in_kernels.extend([a.q, a.k, a.v].into_iter().chain(a.keys.lo_from).map(|b| b.0 as usize))
                 }
@@ -231,7 +233,7 @@ impl Program {
                     // SAFETY: sizes come from the module; c is a temp distinct from a, b.
                     unsafe { gemm_nt(rows, n, k, p(*a), rhs, bias.map(|x| p(x) as *const f32), p(*c)) };
                 }
-                Launch::CausalConv { batch, len, channels, taps, x, k, y } => {
+                Launch::CausalConv { batch, len, channels, taps, x, k, starts, y } => {
                     let [batch, len, channels, taps] = [batch, len, channels, taps].map(|e| int(e, &dims) as usize);
                     let (xn, kn, yn) =
                         (sizes[root(x.0 as usize)], sizes[root(k.0 as usize)], sizes[root(y.0 as usize)]);
@@ -244,7 +246,19 @@ impl Program {
                             std::slice::from_raw_parts_mut(p(*y), yn),
                         )
                     };
-                    crate::longconv::causal_conv(batch, len, channels, taps, x, k, y);
+                    match starts {
+                        // A packed batch: each sequence on its own.
+                        Some(s) if sizes[root(s.0 as usize)] >= len => {
+                            // SAFETY: a buffer of at least `len` elements, read only.
+                            let starts = unsafe { std::slice::from_raw_parts(p(*s), len) };
+                            for (at, n) in seqc_compiler::ir::kernel::longconv::sequences(batch, len, Some(starts)) {
+                                let (from, to) = (at * channels, (at + n) * channels);
+                                crate::longconv::causal_conv(1, n, channels, taps, &x[from..to], k, &mut y[from..to]);
+                            }
+                        }
+                        Some(_) => return Err(format!("causal_conv: fewer than {len} starts")),
+                        None => crate::longconv::causal_conv(batch, len, channels, taps, x, k, y),
+                    }
                 }
                 Launch::Attention(a) => {
                     let s = a.sizes(&dims);

@@ -52,7 +52,7 @@ pub fn costs(g: &Graph, elem: f64) -> Vec<OpCost> {
                     let w = Count::dim(&g.ty(node.operands[1]).shape[2]);
                     result(0).mul(&w.scale(2.0).add(&Count::constant(f64::from(u8::from(*bias)))))
                 }
-                Op::FftConv => {
+                Op::FftConv { .. } => {
                     let (x, taps) = (&g.ty(node.operands[0]).shape, &g.ty(node.operands[1]).shape[0]);
                     match (&x[1], taps) {
                         (crate::sema::Dim::Sym(l), crate::sema::Dim::Known(t)) if &**l == "L" => {
@@ -316,7 +316,7 @@ pub fn groups(g: &Graph, layers: &[(String, String)]) -> Vec<Group> {
             Op::Attention(_) => Category::Attention,
             Op::Generic(gen) if gen.vars.iter().filter(|v| v.extent.is_seq()).count() >= 2 => Category::Attention,
             Op::Scan(_) => Category::Recurrent,
-            Op::FftConv => Category::LongConv,
+            Op::FftConv { .. } => Category::LongConv,
             _ => Category::Dense,
         };
         gr.category = gr.category.min(category);

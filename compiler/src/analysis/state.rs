@@ -101,7 +101,7 @@ pub fn retention(g: &Graph) -> Vec<Option<(Positions, usize)>> {
                     need(node.operands[0], Positions::Last(width - 1), i);
                 }
             }
-            Op::FftConv => {
+            Op::FftConv { .. } => {
                 let taps = g.ty(node.operands[1]).shape.first().and_then(|d| d.known()).unwrap_or(1);
                 if taps > 1 {
                     need(node.operands[0], Positions::Last(taps - 1), i);

@@ -298,17 +298,18 @@ pub(crate) fn eval_node(
             }
             Tensor::new(out.clone(), y)
         }
-        Op::FftConv => {
-            // y[b, l, d] = sum_{t <= l} k[t, d] * x[b, l - t, d]
+        Op::FftConv { starts } => {
+            // y[b, l, d] = sum_{t <= l - first(l)} k[t, d] * x[b, l - t, d]
             let (x, k) = (args[0], args[1]);
             let (bs, len, d) = (x.shape[0], x.shape[1], x.shape[2]);
             let taps = k.shape[0];
+            let first = |l: usize| if *starts { args[2].data[l] as usize } else { 0 };
             let mut y = vec![0.0; x.data.len()];
             for bi in 0..bs {
                 for l in 0..len {
                     for c in 0..d {
                         let mut acc = 0.0;
-                        for t in 0..=l.min(taps - 1) {
+                        for t in 0..=(l - first(l)).min(taps - 1) {
                             acc += k.data[t * d + c] * x.data[(bi * len + l - t) * d + c];
                         }
                         y[(bi * len + l) * d + c] = acc;

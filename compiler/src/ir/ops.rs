@@ -24,8 +24,10 @@ pub enum Op {
     /// Causal depthwise convolution along `L`: operands x `[B, L, C]`, w `[C, 1, W]`,
     /// b `[C]` when `bias`.
     Conv1d { bias: bool },
-    /// Causal long convolution along `L`: operands x `[B, L, D]`, k `[Lk, D]`.
-    FftConv,
+    /// Causal long convolution along `L`: operands x `[B, L, D]`, k `[Lk, D]`,
+    /// and when `starts`, a packed batch's starts `[L]` (each position's first
+    /// position: the convolution reads nothing before it).
+    FftConv { starts: bool },
     /// Softmax over the last axis. Operand x.
     Softmax,
     /// Rotary embedding (half rotation) of x `[B, L, H, E]` by position along `L`.
@@ -138,7 +140,7 @@ impl Op {
             Op::RmsNorm { .. } => "rmsnorm",
             Op::LayerNorm { .. } => "layernorm",
             Op::Conv1d { .. } => "conv1d",
-            Op::FftConv => "fftconv",
+            Op::FftConv { .. } => "fftconv",
             Op::Softmax => "softmax",
             Op::Rope { .. } => "rope",
             Op::Reshape => "reshape",
@@ -160,7 +162,8 @@ impl Op {
             Op::Append { .. } => 2,
             Op::Tail { .. } => 1,
             Op::Linear { bias } | Op::Conv1d { bias } => 2 + usize::from(*bias),
-            Op::Embed | Op::RmsNorm { .. } | Op::FftConv => 2,
+            Op::Embed | Op::RmsNorm { .. } => 2,
+            Op::FftConv { starts } => 2 + usize::from(*starts),
             Op::LayerNorm { .. } => 3,
             Op::Softmax | Op::Rope { .. } | Op::Reshape | Op::Split { .. } => 1,
             Op::Concat | Op::Generic(_) | Op::Attention(_) | Op::Scan(_) => return None,

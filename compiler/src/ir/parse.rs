@@ -182,7 +182,7 @@ fn op(name: &str, rest: &str, values: &HashMap<u32, ValueId>) -> Result<(Op, Vec
                 "linear" => Op::Linear { bias: ops.len() == 3 },
                 "conv1d" => Op::Conv1d { bias: ops.len() == 3 },
                 "embed" => Op::Embed,
-                "fftconv" => Op::FftConv,
+                "fftconv" => Op::FftConv { starts: ops.len() == 3 },
                 "softmax" => Op::Softmax,
                 "reshape" => Op::Reshape,
                 "concat" => Op::Concat,

@@ -35,7 +35,7 @@ pub fn print(g: &Graph) -> String {
             Op::Linear { .. }
             | Op::Conv1d { .. }
             | Op::Embed
-            | Op::FftConv
+            | Op::FftConv { .. }
             | Op::Softmax
             | Op::Reshape
             | Op::Concat => {

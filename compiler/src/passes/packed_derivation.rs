@@ -12,11 +12,12 @@
 //! - a scan restarts from its initial state at each start: the previous state's
 //!   coefficient is 0 there, so a linear scan stays linear (and may still be
 //!   chunked along `L`);
-//! - a position used as a value (`rope`'s angle) counts from the start.
+//! - a position used as a value (`rope`'s angle) counts from the start;
+//! - a long convolution (`fftconv`) takes the starts as an operand and
+//!   convolves each sequence on its own (an FFT per sequence).
 //!
-//! Builtins that read across positions (`conv1d`, `fftconv`, `rope`) are
-//! decomposed first, so only generics and scans are rewritten; a long
-//! convolution therefore runs directly here, not through an FFT.
+//! The other builtins that read across positions (`conv1d`, `rope`) are
+//! decomposed first, so only generics and scans are rewritten.
 //!
 //! Nothing bounds reads from above: the model is causal (its step form exists),
 //! so no position reads a later one, in its sequence or the next.
@@ -42,7 +43,7 @@ pub struct PackError {
 /// The packed graph of a parallel graph.
 pub fn derive_packed(g: &Graph) -> Result<Graph, PackError> {
     let mut p = g.clone();
-    crate::schedule::decompose::decompose_all(&mut p);
+    crate::schedule::decompose::decompose(&mut p);
     let starts = ValueId(p.types.len() as u32);
     p.types.push(TensorTy { dtype: DType::I64, shape: vec![Dim::Sym(crate::sema::types::SEQ.into())] });
     p.nodes.insert(0, Node { op: Op::Input { name: STARTS.into() }, operands: vec![], results: vec![starts] });
@@ -55,6 +56,10 @@ pub fn derive_packed(g: &Graph) -> Result<Graph, PackError> {
         let start_operand = node.operands.len() as u32;
         let used = match &mut node.op {
             Op::Generic(gen) | Op::Attention(gen) => confine_generic(gen, &axes, start_operand).map_err(fail)?,
+            Op::FftConv { starts } => {
+                *starts = true;
+                true
+            }
             Op::Scan(scan) => {
                 let shapes: Vec<Vec<Dim>> = tys.iter().map(|t| t.shape.clone()).collect();
                 confine_scan(scan, &axes, &shapes, start_operand).map_err(fail)?

@@ -232,7 +232,7 @@ impl Deriver<'_> {
                 }
                 return self.scan(scan, node);
             }
-            Op::Conv1d { .. } | Op::FftConv if w != NONE => {
+            Op::Conv1d { .. } | Op::FftConv { .. } if w != NONE => {
                 // Convolve the window; its last rows are these positions'.
                 let x = node.operands[0];
                 let axis = position_axis(g.ty(x)).expect("a convolution runs along L");

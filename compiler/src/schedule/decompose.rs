@@ -110,18 +110,6 @@ fn convolution(op: &Op, out: &[Dim], weight: &[Dim], skip: Option<Scalar>) -> Op
 /// Rewrites every builtin op of `g` (a parallel or a step graph) as a generic.
 pub fn decompose(g: &mut Graph) {
     let step = g.nodes.iter().any(|n| matches!(n.op, Op::StateInput { .. }));
-    lower(g, step, !step);
-}
-
-/// [`decompose`], with a parallel-mode `fftconv` convolved directly too (a
-/// packed batch's, whose positions belong to different sequences).
-pub fn decompose_all(g: &mut Graph) {
-    let step = g.nodes.iter().any(|n| matches!(n.op, Op::StateInput { .. }));
-    lower(g, step, false);
-}
-
-/// `fft_call`: a parallel `fftconv` stays whole, for a library call.
-fn lower(g: &mut Graph, step: bool, fft_call: bool) {
     let mut nodes = std::mem::take(&mut g.nodes);
     // A convolution read only through a tail (a step graph convolves its window
     // and keeps the last row) computes just the tail's rows: the rest would be
@@ -135,7 +123,7 @@ fn lower(g: &mut Graph, step: bool, fft_call: bool) {
             let Op::Tail { axis: 1 } = nodes[i].op else { continue };
             let v = nodes[i].operands[0];
             let Some(j) = nodes.iter().position(|n| n.results.contains(&v)) else { continue };
-            if uses[v.0 as usize] != 1 || !matches!(nodes[j].op, Op::Conv1d { .. } | Op::FftConv) {
+            if uses[v.0 as usize] != 1 || !matches!(nodes[j].op, Op::Conv1d { .. } | Op::FftConv { .. }) {
                 continue;
             }
             let full = g.types[v.0 as usize].shape.clone();
@@ -178,8 +166,8 @@ fn lower(g: &mut Graph, step: bool, fft_call: bool) {
             Op::Conv1d { .. } => convolution(&node.op, &out, &operand_shape(1), None),
             // In parallel mode a library call (`Launch::CausalConv`): an FFT for
             // long filters. A step graph convolves its short window directly.
-            Op::FftConv if fft_call => continue,
-            Op::FftConv => convolution(&node.op, &out, &operand_shape(1), None),
+            Op::FftConv { .. } if !step => continue,
+            Op::FftConv { .. } => convolution(&node.op, &out, &operand_shape(1), None),
             Op::Softmax => {
                 let (k, k2, k3) = (nest.var("k", last.clone()), nest.var("k", last.clone()), nest.var("k", last));
                 let max = |nest: &Nest, k| reduce(ReduceOp::Max, k, ld(0, nest.with_last(ix(k))));

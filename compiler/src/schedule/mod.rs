@@ -144,13 +144,14 @@ impl Scheduler<'_> {
                 let c = self.define(r0, Role::Temp);
                 self.m.launches.push(Launch::Gemm { m, n, k, a, b, bias, c });
             }
-            Op::FftConv => {
+            Op::FftConv { starts } => {
                 let x = &self.g.ty(node.operands[0]).shape;
                 let (batch, len, channels) = (self.dim(&x[0]), self.dim(&x[1]), self.dim(&x[2]));
                 let taps = self.dim(&self.g.ty(node.operands[1]).shape[0]);
                 let (x, k) = (self.buf(node.operands[0]), self.buf(node.operands[1]));
+                let starts = starts.then(|| self.buf(node.operands[2]));
                 let y = self.define(r0, Role::Temp);
-                self.m.launches.push(Launch::CausalConv { batch, len, channels, taps, x, k, y });
+                self.m.launches.push(Launch::CausalConv { batch, len, channels, taps, x, k, starts, y });
             }
             Op::Generic(gen) | Op::Attention(gen) => {
                 if matches!(node.op, Op::Attention(_)) {

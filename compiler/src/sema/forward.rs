@@ -1150,7 +1150,7 @@ fn builtin_call(
                 return None;
             }
             let ty = TensorTy { dtype: DType::F32, shape: x.ty.shape.clone() };
-            let node = cx.graph.add1(Op::FftConv, vec![x.node, k.node], ty.clone());
+            let node = cx.graph.add1(Op::FftConv { starts: false }, vec![x.node, k.node], ty.clone());
             Some(Value::Tensor(Tensor { ty, mask: None, taint: causal::join(&x.taint, &k.taint), node }))
         }
         "normal" | "uniform" => {

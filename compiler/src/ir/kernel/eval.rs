@@ -32,11 +32,16 @@ pub fn run(m: &KernelModule, dims: &[i64], mem: &mut Memory) {
             Launch::Fill { buf, value } => {
                 mem.buffers[root(buf.0 as usize)].iter_mut().for_each(|x| *x = *value as f32)
             }
-            Launch::CausalConv { batch, len, channels, taps, x, k, y } => {
+            Launch::CausalConv { batch, len, channels, taps, x, k, starts, y } => {
                 let [batch, len, channels, taps] = [batch, len, channels, taps].map(|e| int(e, dims) as usize);
                 let (x, k, y) = (root(x.0 as usize), root(k.0 as usize), root(y.0 as usize));
                 let mut out = vec![0f32; batch * len * channels];
-                super::longconv::direct(batch, len, channels, taps, &mem.buffers[x], &mem.buffers[k], &mut out);
+                let starts = starts.map(|s| mem.buffers[root(s.0 as usize)].as_slice());
+                for (at, n) in super::longconv::sequences(batch, len, starts) {
+                    let (from, to) = (at * channels, (at + n) * channels);
+                    let x = &mem.buffers[x][from..to];
+                    super::longconv::direct(1, n, channels, taps, x, &mem.buffers[k], &mut out[from..to]);
+                }
                 mem.buffers[y] = out;
             }
             Launch::Attention(a) => {

@@ -42,6 +42,26 @@ pub fn flops(len: usize, taps: usize) -> (f64, f64) {
     }
 }
 
+/// The runs of rows a causal convolution convolves on their own, as (first
+/// row, rows): each batch row's `len` positions, or, in a packed batch, each
+/// sequence (the positions sharing a start).
+pub fn sequences(batch: usize, len: usize, starts: Option<&[f32]>) -> Vec<(usize, usize)> {
+    let mut runs = Vec::new();
+    for b in 0..batch {
+        let mut at = 0;
+        while at < len {
+            let first = starts.map_or(0.0, |s| s[at]);
+            let n = match starts {
+                Some(s) => s[at..len].iter().take_while(|&&x| x == first).count(),
+                None => len,
+            };
+            runs.push((b * len + at, n));
+            at += n;
+        }
+    }
+    runs
+}
+
 /// The convolution computed directly: the reference the FFT path is checked
 /// against, and what runs for short filters.
 pub fn direct(batch: usize, len: usize, channels: usize, taps: usize, x: &[f32], k: &[f32], y: &mut [f32]) {

@@ -70,7 +70,16 @@ pub enum Launch {
     /// A long causal convolution along the second axis, channel by channel:
     /// `y[b, l, d] = sum_{t <= l, t < taps} k[t, d] * x[b, l - t, d]` (a library
     /// call; [`longconv`] says how it runs).
-    CausalConv { batch: Expr, len: Expr, channels: Expr, taps: Expr, x: BufId, k: BufId, y: BufId },
+    CausalConv {
+        batch: Expr,
+        len: Expr,
+        channels: Expr,
+        taps: Expr,
+        x: BufId,
+        k: BufId,
+        starts: Option<BufId>,
+        y: BufId,
+    },
     /// Scaled dot-product attention (a library call; tiles of queries and keys
     /// through dense products on the CPU, a fused kernel on a GPU):
     /// `out[b, i, h, :] = sum_j softmax_j(scale * q[b, i, h, :] . k[b, j, h / group, :]) * v[b, j, h / group, :]`
@@ -361,7 +370,9 @@ impl KernelModule {
                     }
                 }
                 Launch::Fill { buf, .. } => touch(*buf, at),
-                Launch::CausalConv { x, k, y, .. } => [*x, *k, *y].into_iter().for_each(|b| touch(b, at)),
+                Launch::CausalConv { x, k, starts, y, .. } => {
+                    [*x, *k, *y].into_iter().chain(*starts).for_each(|b| touch(b, at))
+                }
                 Launch::Attention(a) => {
                     [a.q, a.k, a.v, a.out].into_iter().chain(a.keys.lo_from).for_each(|b| touch(b, at))
                 }

@@ -37,8 +37,8 @@ pub fn print(m: &KernelModule) -> String {
                 )
             }
             Launch::Fill { buf, value } => format!("b{} = fill {value:?}", buf.0),
-            Launch::CausalConv { batch, len, channels, taps, x, k, y } => format!(
-                "b{} = causal_conv b{}[{}, {}, {}] * b{}[{}, {}]",
+            Launch::CausalConv { batch, len, channels, taps, x, k, starts, y } => format!(
+                "b{} = causal_conv b{}[{}, {}, {}] * b{}[{}, {}]{}",
                 y.0,
                 x.0,
                 expr(batch, dims),
@@ -46,7 +46,8 @@ pub fn print(m: &KernelModule) -> String {
                 expr(channels, dims),
                 k.0,
                 expr(taps, dims),
-                expr(channels, dims)
+                expr(channels, dims),
+                starts.map_or(String::new(), |b| format!(" from b{}", b.0))
             ),
             Launch::Attention(a) => {
                 let e = |x: &Expr| expr(x, dims);
