@@ -131,22 +131,31 @@ pub fn code_size(k: &Kernel) -> usize {
     stmts(&k.body)
 }
 
-/// Links object files into shared library `library` with the system's C
-/// compiler (`$CC`, else `cc`): kernels need only the C math library.
+/// Links object files into shared library `library`: kernels need only the C
+/// math library. With `$CC` when set; else with the system linker `ld`
+/// directly (the C compiler's driver adds nothing such a library needs and
+/// cost about 15 ms a link, twice in a model's first run), falling back to
+/// `cc` where `ld` is missing or fails.
 pub fn link_shared(objects: &[impl AsRef<Path>], library: &Path) -> Result<(), BackendError> {
-    let cc = std::env::var("CC").unwrap_or_else(|_| "cc".to_string());
+    if let Ok(cc) = std::env::var("CC") {
+        return link_with(&cc, objects, library);
+    }
+    link_with("ld", objects, library).or_else(|_| link_with("cc", objects, library))
+}
+
+fn link_with(tool: &str, objects: &[impl AsRef<Path>], library: &Path) -> Result<(), BackendError> {
     let what = library.display();
-    let out = std::process::Command::new(&cc)
+    let out = std::process::Command::new(tool)
         .arg("-shared")
         .arg("-o")
         .arg(library)
         .args(objects.iter().map(|o| o.as_ref()))
         .arg("-lm")
         .output()
-        .map_err(|e| fail(format!("linking {what} with `{cc}`: {e} (set CC to a C compiler)")))?;
+        .map_err(|e| fail(format!("linking {what} with `{tool}`: {e} (set CC to a C compiler)")))?;
     if !out.status.success() {
         return Err(fail(format!(
-            "linking {what} with `{cc}` failed:\n{}",
+            "linking {what} with `{tool}` failed:\n{}",
             String::from_utf8_lossy(&out.stderr).trim()
         )));
     }
