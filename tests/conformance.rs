@@ -365,7 +365,13 @@ fn packed_batches_check_their_lengths() {
     let (name, m) = models().into_iter().next().unwrap();
     let model = Model::from_checked(m).unwrap().init_weights(1);
     let tokens = Tensor::new(vec![1, 4], vec![1.0; 4]);
-    assert!(model.forward_packed(&[("tokens", tokens)], &[2, 3]).is_err(), "{name}: lengths sum to 5, not 4");
+    assert!(model.forward_packed(&[("tokens", tokens.clone())], &[2, 3]).is_err(), "{name}: lengths sum to 5, not 4");
+    // Empty requests take no positions: the others get what they get alone.
+    let with_empty = model.forward_packed(&[("tokens", tokens.clone())], &[0, 2, 0, 2, 0]).unwrap();
+    let without = model.forward_packed(&[("tokens", tokens)], &[2, 2]).unwrap();
+    assert_eq!(with_empty[0].1.data, without[0].1.data, "{name}: empty requests change nothing");
+    let none = model.forward_packed(&[("tokens", Tensor::new(vec![1, 0], vec![]))], &[0]).unwrap();
+    assert_eq!(none[0].1.shape[..2], [1, 0], "{name}: no positions, no outputs");
 }
 
 /// Requests of 4, 1 and 6 positions of a model with one input `x` `[B, L, 3]`,
