@@ -12,7 +12,8 @@
 //! - a scan restarts from its initial state at each start: the previous state's
 //!   coefficient is 0 there, so a linear scan stays linear (and may still be
 //!   chunked along `L`);
-//! - a position used as a value (`rope`'s angle) counts from the start;
+//! - a position used as a value (`rope`'s angle), or compared with a
+//!   constant (`j < 4`: attention sinks), counts from the start;
 //! - a long convolution (`fftconv`) takes the starts as an operand and
 //!   convolves each sequence on its own (an FFT per sequence).
 //!
@@ -109,6 +110,42 @@ impl Confine<'_> {
             .reduce(|a, b| Scalar::apply(ScalarFn::And, vec![a, b]))
     }
 
+    /// A condition whose comparisons of positions count from the start where
+    /// that changes them: `j < 4` (the first keys, attention sinks) does,
+    /// `j <= i` and `i - j < w` do not, and stay as they are for the loop
+    /// bounds and the attention form that read them.
+    fn cond(&mut self, e: Scalar) -> Scalar {
+        match e {
+            Scalar::Apply(f @ (ScalarFn::And | ScalarFn::Or | ScalarFn::Not), args) => {
+                Scalar::Apply(f, args.into_iter().map(|a| self.cond(a)).collect())
+            }
+            Scalar::Apply(f, args) if args.len() == 2 && self.shift(&args[0]) != self.shift(&args[1]) => {
+                Scalar::Apply(f, args.into_iter().map(|a| self.body(a)).collect())
+            }
+            other => other,
+        }
+    }
+
+    /// How much `e` grows when every position index grows by one (`None`:
+    /// not by a constant).
+    fn shift(&self, e: &Scalar) -> Option<f64> {
+        let positional = |v: &u32| *v == self.row || self.walkers.contains(v);
+        Some(match e {
+            Scalar::Index(v) => f64::from(u8::from(positional(v))),
+            Scalar::Const(_) | Scalar::Size(_) | Scalar::Load { .. } => 0.0,
+            Scalar::Apply(ScalarFn::Add, a) => self.shift(&a[0])? + self.shift(&a[1])?,
+            Scalar::Apply(ScalarFn::Sub, a) => self.shift(&a[0])? - self.shift(&a[1])?,
+            Scalar::Apply(ScalarFn::Neg, a) => -self.shift(&a[0])?,
+            Scalar::Apply(ScalarFn::Mul, a) => match (&a[0], &a[1]) {
+                (Scalar::Const(c), x) | (x, Scalar::Const(c)) => c * self.shift(x)?,
+                (x, y) if self.shift(x)? == 0.0 && self.shift(y)? == 0.0 => 0.0,
+                _ => return None,
+            },
+            other if other.any(&|x| matches!(x, Scalar::Index(v) if positional(v))) => return None,
+            _ => 0.0,
+        })
+    }
+
     /// A body with its reads confined and its positions counted from the start.
     fn body(&mut self, e: Scalar) -> Scalar {
         match e {
@@ -169,7 +206,8 @@ fn confine_generic(gen: &mut Generic, axes: &[Option<usize>], start: u32) -> Res
     let Some((row, walkers)) = over_positions(&gen.vars, gen.rank, &used)? else { return Ok(false) };
     let mut cx = Confine { row, walkers, start, axes, used: false };
     gen.body = cx.body(std::mem::replace(&mut gen.body, Scalar::Const(0.0)));
-    gen.cond = and(gen.cond.take(), cx.bounds());
+    let cond = gen.cond.take().map(|c| cx.cond(c));
+    gen.cond = and(cond, cx.bounds());
     Ok(cx.used)
 }
 
@@ -195,6 +233,7 @@ fn confine_scan(scan: &mut ScanOp, axes: &[Option<usize>], shapes: &[Vec<Dim>], 
     let mut cx = Confine { row, walkers, start, axes, used: false };
     for st in scan.updates.iter_mut().chain(scan.outputs.iter_mut()) {
         st.body = cx.body(std::mem::replace(&mut st.body, Scalar::Const(0.0)));
+        st.cond = st.cond.take().map(|c| cx.cond(c));
     }
     if row == scan.axis {
         let inits: Vec<Init> = scan
