@@ -456,6 +456,8 @@ fn packed_batches_outside_the_packed_form_are_padded() {
 ";
     let model = Model::compile_source("walk.seq", src, &Default::default()).unwrap().init_weights(3);
     let why = model.packed_form().unwrap_err();
+    assert!(matches!(why, seqc_runtime::Error::Unsupported(_)), "{why:?}");
+    let why = why.to_string();
     assert!(why.contains("a scan that walks positions besides its own"), "{why}");
     packed_against_alone(&model);
 }

@@ -186,10 +186,9 @@ pub struct Model {
     /// Several positions from a state (`forward_from`); `None` in an artifact
     /// written before chunk mode, which then runs step by step.
     chunk: Option<Derived>,
-    /// Sequences of different lengths back to back (`forward_packed`), and
-    /// why the model has no packed form, if it has none (it then pads).
+    /// Sequences of different lengths back to back (`forward_packed`); a
+    /// model with no packed form (`Error::Unsupported`) pads instead.
     packed: Derived,
-    unpackable: OnceLock<Option<String>>,
     /// Weights as the checkpoint lays them out, f32.
     weights: HashMap<String, Vec<f32>>,
     /// Weights products read, held as `[in, out]` (the layout both product
@@ -308,7 +307,6 @@ impl Model {
             step,
             chunk,
             packed: Derived::default(),
-            unpackable: OnceLock::new(),
             weights: HashMap::new(),
             products: HashMap::new(),
             precision: Precision::F32,
@@ -368,7 +366,6 @@ impl Model {
             step: Derived::default(),
             chunk: Some(Derived::default()),
             packed: Derived::default(),
-            unpackable: OnceLock::new(),
             weights: HashMap::new(),
             products: HashMap::new(),
             precision: Precision::F32,
@@ -531,8 +528,7 @@ impl Model {
                 out.name
             )));
         }
-        if self.packed_form().is_ok() {
-            let program = self.derived(&self.packed, packed_derivation::derive_packed)?;
+        if let Some(program) = self.packed_program()? {
             let (dims, mut data) = self.bind_inputs(inputs)?;
             let starts = starts(lengths);
             data.insert(packed_derivation::STARTS.to_string(), &starts);
@@ -548,12 +544,21 @@ impl Model {
         Ok(outs.into_iter().map(|(n, t)| (n, unpad(&t, lengths))).collect())
     }
 
-    /// Whether [`Model::forward_packed`] runs the packed graph (`Ok`) or pads
-    /// (`Err`, with the reason: a form the packed derivation does not cover).
-    pub fn packed_form(&self) -> Result<(), String> {
-        let reason =
-            self.unpackable.get_or_init(|| packed_derivation::derive_packed(&self.graph).err().map(|e| e.to_string()));
-        reason.clone().map_or(Ok(()), Err)
+    /// Whether [`Model::forward_packed`] runs the packed graph (`Ok`,
+    /// compiling it if it is not yet) or pads (`Err(Error::Unsupported)`, with
+    /// the reason: a form the packed derivation does not cover).
+    pub fn packed_form(&self) -> Result<(), Error> {
+        self.derived(&self.packed, packed_derivation::derive_packed).map(|_| ())
+    }
+
+    /// The packed program, compiled when first asked for; `None` for a model
+    /// the packed derivation does not cover.
+    fn packed_program(&self) -> Result<Option<&Program>, Error> {
+        match self.derived(&self.packed, packed_derivation::derive_packed) {
+            Ok(program) => Ok(Some(program)),
+            Err(Error::Unsupported(_)) => Ok(None),
+            Err(e) => Err(e),
+        }
     }
 
     fn named_outputs(&self, outs: Vec<Vec<f32>>, dims: &HashMap<&str, usize>) -> Vec<(String, Tensor)> {

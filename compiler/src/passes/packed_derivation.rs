@@ -57,10 +57,8 @@ pub fn derive_packed(g: &Graph) -> Result<Graph, PackError> {
         let start_operand = node.operands.len() as u32;
         let used = match &mut node.op {
             Op::Generic(gen) | Op::Attention(gen) => confine_generic(gen, &axes, start_operand).map_err(fail)?,
-            Op::FftConv { starts } => {
-                *starts = true;
-                true
-            }
+            // (A graph packed already reads its starts: not twice.)
+            Op::FftConv { starts } => !std::mem::replace(starts, true),
             Op::Scan(scan) => {
                 let shapes: Vec<Vec<Dim>> = tys.iter().map(|t| t.shape.clone()).collect();
                 confine_scan(scan, &axes, &shapes, start_operand).map_err(fail)?
